@@ -1,0 +1,132 @@
+"""The vocabulary of the Raft core: log entries, peer messages, hard state.
+
+These are plain data. The core consumes and produces them; the transport turns
+them into msgpack and back (sandzmq.transport.codec); the log-store writes
+entries and hard state to disk. Nothing here does I/O.
+
+Every peer message carries `src`, `dst` and the sender's `term`, as in the Raft
+paper. Message classes are kept separate (rather than one struct with a type
+field, as etcd-io/raft does) so that each handler's fields are explicit.
+
+Room is left for later work: EntryKind.CONFIG for membership changes, the
+`context` of heartbeats for ReadIndex, and further message classes
+(InstallSnapshot, TimeoutNow) that will join MESSAGE_TYPES.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class EntryKind(IntEnum):
+    """What a log entry carries. Only NORMAL entries reach StateMachine.apply()."""
+
+    NORMAL = 0  # a user command
+    NOOP = 1  # written by each new leader so it can commit entries of its term
+    CONFIG = 2  # reserved: a membership change (later issue)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One log entry. Treated as immutable once created."""
+
+    index: int
+    term: int
+    data: bytes = b""
+    kind: int = EntryKind.NORMAL
+
+
+@dataclass(slots=True)
+class HardState:
+    """What must survive a crash: the term, the vote cast in it, and the commit index.
+
+    term and vote must be durable before any message that depends on them
+    leaves the node; commit is persisted lazily (it can be re-learned).
+    """
+
+    term: int = 0
+    vote: str | None = None
+    commit: int = 0
+
+
+@dataclass(slots=True)
+class Message:
+    """Fields every peer message carries."""
+
+    src: str
+    dst: str
+    term: int
+
+
+@dataclass(slots=True)
+class RequestVote(Message):
+    """A (pre-)candidate asks for a vote. With pre_vote, `term` is the term the
+    sender would campaign in; the receiver's term is not changed by it."""
+
+    last_index: int
+    last_term: int
+    pre_vote: bool = False
+
+
+@dataclass(slots=True)
+class RequestVoteResponse(Message):
+    """A vote, or a refusal. For a granted pre-vote `term` echoes the asked term."""
+
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(slots=True)
+class AppendEntries(Message):
+    """Entries following (prev_index, prev_term), and the leader's commit index."""
+
+    prev_index: int
+    prev_term: int
+    entries: list[Entry] = field(default_factory=list)
+    commit: int = 0
+
+
+@dataclass(slots=True)
+class AppendEntriesResponse(Message):
+    """The answer to one AppendEntries.
+
+    On success `index` is the last index now known to match the leader's log
+    (and durable on the follower). On rejection `index` is the prev_index that
+    was rejected, and (hint_index, hint_term) is the follower's best guess at
+    where the logs agree: the last index <= prev_index whose term is <= the
+    leader's prev_term, with that term (etcd-io/raft's reject hint), so the
+    leader can skip a whole term of divergent entries per round trip.
+    """
+
+    success: bool
+    index: int
+    hint_index: int = 0
+    hint_term: int = 0
+
+
+@dataclass(slots=True)
+class Heartbeat(Message):
+    """Leader liveness. `commit` is min(follower's match, leader commit), so a
+    follower may commit up to it without a log check (as etcd-io/raft does).
+    `context` is reserved for ReadIndex (0: none)."""
+
+    commit: int
+    context: int = 0
+
+
+@dataclass(slots=True)
+class HeartbeatResponse(Message):
+    """Proof the follower still accepts this leader; echoes `context`."""
+
+    context: int = 0
+
+
+# Every class a peer can send, in a fixed order: the transport's type tags.
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+)
