@@ -1,0 +1,659 @@
+"""The Raft consensus core: a deterministic state machine with no I/O.
+
+Drive it with four inputs and one output, like etcd-io/raft's RawNode:
+
+    core.tick()                 one logical clock tick (the actor owns the clock)
+    core.step(message)          a message from a peer
+    core.propose([cmd, ...])    new commands, leader only; one call is one batch
+    core.persisted(write_id)    the log-store made that write durable
+
+    ready = core.ready()        what to do now (see Ready)
+
+The persistence rule, which the simulation checks by crashing nodes: a message
+that depends on durable state (a vote, an append acknowledgement, a candidate's
+own vote request) is held inside the core until every write issued before it is
+reported durable. A leader's AppendEntries and heartbeats go out at once, in
+parallel with its own disk write (the Raft dissertation, section 10.2.1): they
+depend only on its term, which was durable before it could win, and the leader
+counts itself towards a commit quorum only up to what its disk has made durable.
+
+Where this differs from etcd-io/raft, on purpose:
+- Durability is acknowledged by write id rather than (index, term): the
+  log-store applies writes in order, so one integer says exactly which
+  entries and which hard state are on disk, truncations included.
+- A leader propagates a commit index advance with a heartbeat (no log check,
+  not counted against the pipeline window) instead of an empty AppendEntries.
+- A leader whose own log write is not durable within `persist_timeout_ticks`
+  steps down (HashiCorp raft issue 503, etcd issue 15247: a leader with a
+  stuck disk must not keep the cluster hostage while it heartbeats).
+"""
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .log import MemoryLog
+from .messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+)
+from .progress import Progress, ProgressState
+
+
+class Role(str, Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class NotLeader(Exception):
+    """A proposal reached a node that is not the leader; `leader` is who is, if known."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
+        self.leader = leader
+
+
+class SafetyViolation(AssertionError):
+    """The core was asked to do something Raft forbids (such as dropping a
+    committed entry). It means a bug or a corrupted disk, never bad luck."""
+
+
+@dataclass(slots=True)
+class CoreConfig:
+    """Timing in logical ticks; sizes in entries and bytes."""
+
+    election_ticks: tuple[int, int] = (10, 20)  # each election timeout is drawn from [min, max]
+    heartbeat_ticks: int = 2
+    max_batch_entries: int = 512  # entries per AppendEntries
+    max_batch_bytes: int = 1 << 20  # data bytes per AppendEntries
+    max_inflight: int = 4  # AppendEntries in flight per follower
+    max_inflight_bytes: int = 8 << 20
+    max_apply_entries: int = 4096  # committed entries handed out per Ready
+    pre_vote: bool = True
+    check_quorum: bool = True
+    persist_timeout_ticks: int | None = None  # None: the election timeout's maximum
+
+    def __post_init__(self) -> None:
+        low, high = self.election_ticks
+        if not 0 < self.heartbeat_ticks < low <= high:
+            raise ValueError("need 0 < heartbeat_ticks < election_ticks[0] <= election_ticks[1]")
+        if self.max_inflight < 1 or self.max_batch_entries < 1:
+            raise ValueError("max_inflight and max_batch_entries must be at least 1")
+
+
+@dataclass(slots=True)
+class PersistWrite:
+    """One write for the log-store, to be applied in write-id order.
+
+    If entries[0].index is at or below the log's last index, the log from that
+    index on is replaced. `hard_state` is None when it did not change.
+    """
+
+    write_id: int
+    entries: list[Entry]
+    hard_state: HardState | None
+
+
+@dataclass(slots=True)
+class Ready:
+    """What the actor must do after a batch of inputs.
+
+    - send `messages` now;
+    - hand `write` (if any) to the log-store, and call persisted(write_id) once
+      it is durable;
+    - apply `committed` in order (they are committed and locally durable);
+    - `role_changed` is set when role, term or leader changed, for the actor's
+      bookkeeping (failing proposals, redirecting clients).
+    Reserved for later issues: snapshots to take or install, reads that became
+    safe (ReadIndex).
+    """
+
+    messages: list[Message] = field(default_factory=list)
+    write: PersistWrite | None = None
+    committed: list[Entry] = field(default_factory=list)
+    role_changed: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.write or self.committed or self.role_changed)
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    write_id: int
+    last_index: int  # the last log index this write makes durable
+    issued_tick: int
+
+
+class RaftCore:
+    """One Raft node's consensus state. Not thread-safe; owned by one actor."""
+
+    def __init__(
+        self,
+        node_id: str,
+        voters: list[str] | tuple[str, ...] | frozenset[str],
+        *,
+        config: CoreConfig | None = None,
+        hard_state: HardState | None = None,
+        log: MemoryLog | None = None,
+        applied: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        """Start (or restart) a node from what its log-store recovered.
+
+        Everything in `log` and `hard_state` is durable. `applied` is how far
+        the state machine already is; committed entries after it are handed
+        out again (that is how a restarted node replays its state machine).
+        """
+        self.id = node_id
+        self.voters = frozenset(voters)
+        if node_id not in self.voters:
+            raise ValueError(f"{node_id} is not among the voters {sorted(self.voters)}")
+        self.config = config or CoreConfig()
+        self._rng = random.Random(seed if seed is not None else node_id)
+        hs = hard_state or HardState()
+        self.log = log or MemoryLog()
+        if hs.commit > self.log.last_index:
+            raise SafetyViolation(f"commit index {hs.commit} beyond the last log index {self.log.last_index}")
+        self.term = hs.term
+        self.vote = hs.vote
+        self.commit = hs.commit
+        self.applied = min(applied, self.commit)
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+
+        # Durability: what the log-store has, what is on its way there.
+        self.durable_index = self.log.last_index
+        self._written = HardState(hs.term, hs.vote, hs.commit)
+        self._unpersisted_from: int | None = None  # lowest log index changed since the last write
+        self._next_write_id = 1
+        self._persisted_id = 0
+        self._pending_writes: deque[_PendingWrite] = deque()
+        self._held: deque[tuple[int, Message]] = deque()  # (write id it waits for, message)
+
+        self._outbox: list[Message] = []
+        self._role_changed = False
+        self._ticks = 0
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._election_timeout = 0
+        self._reset_election_timeout()
+        self._votes: dict[str, bool] = {}
+        self.progress: dict[str, Progress] = {}
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        """Advance the logical clock by one tick."""
+        self._ticks += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self.election_elapsed += 1
+            if self.election_elapsed >= self._election_timeout:
+                self.election_elapsed = 0
+                self._start_election()
+
+    def propose(self, commands: list[bytes]) -> int:
+        """Append `commands` to the log as one batch; returns the first one's index.
+
+        Raises NotLeader on any node but the leader. The entries are not yet
+        committed: the caller learns that from Ready.committed (and must treat
+        a different term at the same index as the proposal being lost).
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        first = self.log.last_index + 1
+        term = self.term
+        self._append_local([Entry(first + i, term, data) for i, data in enumerate(commands)])
+        return first
+
+    def persisted(self, write_id: int) -> None:
+        """The log-store reports every write up to `write_id` durable."""
+        if write_id <= self._persisted_id:
+            return
+        self._persisted_id = write_id
+        pending = self._pending_writes
+        while pending and pending[0].write_id <= write_id:
+            done = pending.popleft()
+            if done.last_index > self.durable_index:
+                self.durable_index = done.last_index
+        held = self._held
+        while held and held[0][0] <= write_id:
+            _, message = held.popleft()
+            if message.dst == self.id:
+                self.step(message)
+            else:
+                self._outbox.append(message)
+        if self.role is Role.LEADER:
+            self._maybe_commit()
+
+    def step(self, m: Message) -> None:
+        """Process one message from a peer (or a released message to self)."""
+        if m.term > self.term:
+            if isinstance(m, RequestVote) and self._in_lease():
+                return  # a live leader exists: do not let a disruptive node depose it
+            if isinstance(m, RequestVote) and m.pre_vote:
+                self._handle_vote_request(m)  # a pre-vote never changes our term
+                return
+            if not (isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted):
+                # (A granted pre-vote carries the term the pre-candidate asked
+                # for, not a newer one.)
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                self._become_follower(m.term, leader)
+        elif m.term < self.term:
+            if isinstance(m, (AppendEntries, Heartbeat)):
+                # A stale leader: tell it our term so it steps down. Without this,
+                # pre-vote and check-quorum could leave it leading a minority forever.
+                self._send(AppendEntriesResponse(self.id, m.src, self.term, success=False, index=0))
+            elif isinstance(m, RequestVote) and m.pre_vote:
+                self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=True))
+            return
+
+        if isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif self.role is Role.LEADER:
+            self._step_leader(m)
+        elif self.role is Role.FOLLOWER:
+            self._step_follower(m)
+        else:
+            self._step_candidate(m)
+
+    def ready(self) -> Ready:
+        """Collect everything to do since the last call. Call it after each batch of inputs."""
+        if self.role is Role.LEADER:
+            self._replicate()
+        write = self._take_write()
+        committed: list[Entry] = []
+        last_applicable = min(self.commit, self.durable_index)
+        if last_applicable > self.applied:
+            committed = self.log.entries(
+                self.applied + 1, last_applicable + 1, max_entries=self.config.max_apply_entries
+            )
+            if committed:
+                self.applied = committed[-1].index
+        messages, self._outbox = self._outbox, []
+        role_changed, self._role_changed = self._role_changed, False
+        return Ready(messages, write, committed, role_changed)
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._outbox
+            or self._role_changed
+            or self._unpersisted_from is not None
+            or self._hard_state_changed()
+            or min(self.commit, self.durable_index) > self.applied
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.commit)
+
+    @property
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    def status(self) -> dict:
+        """A plain snapshot of the core's state for `sandzmq status` and tests."""
+        followers = {
+            peer: {
+                "match": pr.match,
+                "next": pr.next,
+                "state": pr.state.value,
+                "inflight": len(pr.inflights),
+                "lag": self.log.last_index - pr.match,
+            }
+            for peer, pr in sorted(self.progress.items())
+        }
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "term": self.term,
+            "leader": self.leader,
+            "commit_index": self.commit,
+            "applied_index": self.applied,
+            "last_index": self.log.last_index,
+            "durable_index": self.durable_index,
+            "followers": followers,
+        }
+
+    # ------------------------------------------------------------------ elections
+
+    def _in_lease(self) -> bool:
+        """True while this node has heard from a live leader within the minimum
+        election timeout: it then ignores vote requests (leader stickiness,
+        the Raft dissertation section 4.2.3, as etcd-io/raft does with CheckQuorum)."""
+        return (
+            self.config.check_quorum
+            and self.leader is not None
+            and self.election_elapsed < self.config.election_ticks[0]
+        )
+
+    def _reset_election_timeout(self) -> None:
+        low, high = self.config.election_ticks
+        self._election_timeout = self._rng.randint(low, high)
+
+    def _start_election(self) -> None:
+        # A fresh random timeout per campaign, or two nodes that split a vote
+        # once would split it forever.
+        self._reset_election_timeout()
+        if self.config.pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
+
+    def _become_pre_candidate(self) -> None:
+        """Ask whether we could win before disturbing anyone's term (dissertation 9.6)."""
+        self._set_role(Role.PRE_CANDIDATE, None)
+        self._votes = {self.id: True}
+        request_term = self.term + 1
+        for peer in self._others():
+            self._outbox.append(
+                RequestVote(self.id, peer, request_term, self.log.last_index, self.log.last_term, pre_vote=True)
+            )
+        self._check_votes()
+
+    def _become_candidate(self) -> None:
+        self.term += 1
+        self.vote = self.id
+        self._set_role(Role.CANDIDATE, None)
+        self._votes = {}
+        # Our own vote counts only once it is durable: it travels the held queue too.
+        self._send(RequestVoteResponse(self.id, self.id, self.term, granted=True))
+        for peer in self._others():
+            self._send(RequestVote(self.id, peer, self.term, self.log.last_index, self.log.last_term))
+
+    def _handle_vote_request(self, m: RequestVote) -> None:
+        can_vote = (
+            self.vote == m.src
+            or (self.vote is None and self.leader is None)
+            or (m.pre_vote and m.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(m.last_index, m.last_term):
+            if not m.pre_vote:
+                # Record the vote first: _send then holds the grant until it is durable.
+                self.election_elapsed = 0
+                self.vote = m.src
+            self._send(RequestVoteResponse(self.id, m.src, m.term, granted=True, pre_vote=m.pre_vote))
+        else:
+            self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=m.pre_vote))
+
+    def _step_candidate(self, m: Message) -> None:
+        if isinstance(m, (AppendEntries, Heartbeat)):
+            # A leader of our own term exists (a pre-candidate's term is the current one).
+            self._become_follower(self.term, m.src)
+            self._step_follower(m)
+        elif isinstance(m, RequestVoteResponse):
+            if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
+                return  # an answer to an earlier campaign
+            self._votes.setdefault(m.src, m.granted)
+            self._check_votes()
+
+    def _check_votes(self) -> None:
+        granted = sum(1 for v in self._votes.values() if v)
+        rejected = len(self._votes) - granted
+        if granted >= self.quorum:
+            if self.role is Role.PRE_CANDIDATE:
+                self._become_candidate()
+            else:
+                self._become_leader()
+        elif rejected >= self.quorum:
+            self._become_follower(self.term, None)
+
+    # ------------------------------------------------------------------ roles
+
+    def _set_role(self, role: Role, leader: str | None) -> None:
+        if role is not self.role or leader != self.leader:
+            self._role_changed = True
+        self.role = role
+        self.leader = leader
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+            self._role_changed = True
+        self._set_role(Role.FOLLOWER, leader)
+        self.election_elapsed = 0
+        self._reset_election_timeout()
+        self.progress = {}
+
+    def _become_leader(self) -> None:
+        self._set_role(Role.LEADER, self.id)
+        self.heartbeat_elapsed = 0
+        self.election_elapsed = 0
+        next_index = self.log.last_index + 1
+        cfg = self.config
+        self.progress = {
+            peer: Progress(next_index, cfg.max_inflight, cfg.max_inflight_bytes) for peer in self._others()
+        }
+        # An entry of the new term, so that earlier entries can commit (paper 5.4.2).
+        self._append_local([Entry(next_index, self.term, b"", EntryKind.NOOP)])
+        self._broadcast_heartbeat()
+
+    def _others(self) -> list[str]:
+        return sorted(self.voters - {self.id})
+
+    # ------------------------------------------------------------------ follower
+
+    def _step_follower(self, m: Message) -> None:
+        if isinstance(m, AppendEntries):
+            self.election_elapsed = 0
+            self._set_role(Role.FOLLOWER, m.src)
+            self._handle_append(m)
+        elif isinstance(m, Heartbeat):
+            self.election_elapsed = 0
+            self._set_role(Role.FOLLOWER, m.src)
+            self._commit_to(min(m.commit, self.log.last_index))
+            self._send(HeartbeatResponse(self.id, m.src, self.term, m.context))
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        if m.prev_index < self.commit:
+            # Everything up to our commit index is settled; acknowledge what we hold.
+            self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=self.commit))
+            return
+        if not self.log.match_term(m.prev_index, m.prev_term):
+            hint_index, hint_term = self.log.find_conflict_by_term(
+                min(m.prev_index, self.log.last_index), m.prev_term
+            )
+            self._send(
+                AppendEntriesResponse(
+                    self.id, m.src, self.term, success=False, index=m.prev_index,
+                    hint_index=hint_index, hint_term=hint_term,
+                )
+            )
+            return
+        last_new = m.prev_index + len(m.entries)
+        conflict = self.log.find_conflict(m.entries)
+        if conflict:
+            if conflict <= self.commit:
+                raise SafetyViolation(f"{self.id}: entry {conflict} conflicts with a committed entry")
+            self._append_local(m.entries[conflict - m.entries[0].index :])
+        self._commit_to(min(m.commit, last_new))
+        self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=last_new))
+
+    def _commit_to(self, index: int) -> None:
+        if index > self.commit:
+            self.commit = index
+
+    # ------------------------------------------------------------------ leader
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.config.election_ticks[0]:
+            self.election_elapsed = 0
+            if self.config.check_quorum and not self._quorum_active():
+                self._become_follower(self.term, None)
+                return
+            for pr in self.progress.values():
+                pr.recent_active = False
+        if self._persist_stalled():
+            self._become_follower(self.term, None)
+            return
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+
+    def _quorum_active(self) -> bool:
+        active = 1 + sum(1 for pr in self.progress.values() if pr.recent_active)
+        return active >= self.quorum
+
+    def _persist_stalled(self) -> bool:
+        if not self._pending_writes:
+            return False
+        limit = self.config.persist_timeout_ticks or self.config.election_ticks[1]
+        return self._ticks - self._pending_writes[0].issued_tick > limit
+
+    def _broadcast_heartbeat(self) -> None:
+        for peer, pr in self.progress.items():
+            self._send_heartbeat(peer, pr)
+
+    def _send_heartbeat(self, peer: str, pr: Progress) -> None:
+        commit = min(pr.match, self.commit)
+        pr.commit_sent = max(pr.commit_sent, commit)
+        self._outbox.append(Heartbeat(self.id, peer, self.term, commit))
+
+    def _step_leader(self, m: Message) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        if isinstance(m, AppendEntriesResponse):
+            pr.recent_active = True
+            if m.success:
+                if pr.maybe_update(m.index):
+                    if pr.state is ProgressState.PROBE:
+                        pr.become_replicate()
+                    else:
+                        pr.inflights.free_to(m.index)
+                    self._maybe_commit()
+            else:
+                hint = m.hint_index
+                if m.hint_term > 0:
+                    hint, _ = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
+                if pr.maybe_decrease(m.index, hint) and pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+        elif isinstance(m, HeartbeatResponse):
+            pr.recent_active = True
+            pr.probe_sent = False
+            if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+                pr.inflights.free_first()
+            if pr.match < self.log.last_index:
+                # The follower lags: make sure something carries it forward even if
+                # an AppendEntries was lost (an empty one draws a rejection and a probe).
+                self._send_append(m.src, pr, allow_empty=True)
+
+    def _maybe_commit(self) -> None:
+        matches = sorted([self.durable_index, *(pr.match for pr in self.progress.values())], reverse=True)
+        candidate = matches[self.quorum - 1]
+        # Only an entry of the current term is committed by counting replicas
+        # (paper 5.4.2, Figure 8); earlier ones commit with it.
+        if candidate > self.commit and self.log.term(candidate) == self.term:
+            self.commit = candidate
+
+    def _replicate(self) -> None:
+        """Send every follower what it lacks, up to its window: all proposals and
+        acknowledgements stepped since the last Ready travel together."""
+        for peer, pr in self.progress.items():
+            while self._send_append(peer, pr):
+                if pr.state is ProgressState.PROBE:
+                    break
+            if pr.commit_sent < min(pr.match, self.commit):
+                self._send_heartbeat(peer, pr)
+
+    def _send_append(self, peer: str, pr: Progress, allow_empty: bool = False) -> bool:
+        if pr.is_paused():
+            return False
+        prev_index = pr.next - 1
+        prev_term = self.log.term(prev_index)
+        if prev_term is None:
+            raise SafetyViolation(f"no term for index {prev_index}: InstallSnapshot is not implemented yet")
+        cfg = self.config
+        entries = self.log.entries(pr.next, self.log.last_index + 1, cfg.max_batch_entries, cfg.max_batch_bytes)
+        if not entries and not allow_empty:
+            return False
+        if entries:
+            if pr.state is ProgressState.REPLICATE:
+                pr.next = entries[-1].index + 1
+                pr.inflights.add(entries[-1].index, sum(len(e.data) for e in entries))
+            else:
+                pr.probe_sent = True
+        else:
+            pr.probe_sent = pr.state is ProgressState.PROBE
+        pr.commit_sent = max(pr.commit_sent, min(pr.match, self.commit))
+        self._outbox.append(AppendEntries(self.id, peer, self.term, prev_index, prev_term, entries, self.commit))
+        return bool(entries)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _append_local(self, entries: list[Entry]) -> None:
+        """Put entries in the log and schedule them for the log-store."""
+        first = entries[0].index
+        if first <= self.log.last_index:
+            # A suffix is replaced: nothing from `first` on is durable any more,
+            # whatever writes in flight say.
+            self.durable_index = min(self.durable_index, first - 1)
+            for pending in self._pending_writes:
+                pending.last_index = min(pending.last_index, first - 1)
+        self.log.append(entries)
+        if self._unpersisted_from is None or first < self._unpersisted_from:
+            self._unpersisted_from = first
+
+    def _durability_pending(self) -> bool:
+        """Whether the next write must carry something messages depend on:
+        new entries, or a new term or vote. (A commit index alone does not count:
+        no message depends on it being durable.)"""
+        w = self._written
+        return self._unpersisted_from is not None or w.term != self.term or w.vote != self.vote
+
+    def _hard_state_changed(self) -> bool:
+        w = self._written
+        return w.term != self.term or w.vote != self.vote or w.commit != self.commit
+
+    def _take_write(self) -> PersistWrite | None:
+        if self._unpersisted_from is None and not self._hard_state_changed():
+            return None
+        write_id = self._next_write_id
+        self._next_write_id += 1
+        entries: list[Entry] = []
+        if self._unpersisted_from is not None:
+            entries = self.log.entries(self._unpersisted_from, self.log.last_index + 1)
+            self._unpersisted_from = None
+        hard_state = None
+        if self._hard_state_changed():
+            hard_state = HardState(self.term, self.vote, self.commit)
+            self._written = HardState(self.term, self.vote, self.commit)
+        self._pending_writes.append(_PendingWrite(write_id, self.log.last_index, self._ticks))
+        return PersistWrite(write_id, entries, hard_state)
+
+    def _send(self, m: Message) -> None:
+        """Send `m` once everything it depends on is durable.
+
+        A leader's replication traffic needs only its term, already durable.
+        Everything else waits for the writes issued so far, and for the write
+        the next Ready will issue if term, vote or entries changed.
+        """
+        if self.role is Role.LEADER and isinstance(m, (AppendEntries, Heartbeat)) and m.dst != self.id:
+            self._outbox.append(m)
+            return
+        needed = self._next_write_id if self._durability_pending() else self._next_write_id - 1
+        if needed <= self._persisted_id:
+            if m.dst == self.id:
+                self.step(m)
+            else:
+                self._outbox.append(m)
+        else:
+            self._held.append((needed, m))

@@ -1,0 +1,487 @@
+"""A deterministic simulation of Raft clusters, for finding bugs in the core.
+
+Several RaftCores run over a fake network that drops, duplicates, delays,
+reorders and partitions messages; each node has a fake disk whose writes
+complete after a random delay, and nodes crash (losing every write not yet
+complete and everything in memory) and restart from their disk. After every
+event the safety properties of the Raft paper's Figure 3 are checked:
+
+- election safety: at most one leader per term;
+- leader append-only: a leader never overwrites or deletes its own entries;
+- log matching: entries with the same index and term hold the same command
+  and follow the same history (checked as: each (index, term) ever written
+  anywhere has one command and one predecessor term);
+- leader completeness: a new leader's log holds every entry known committed;
+- state machine safety: no two nodes apply different entries at one index.
+
+Then the faults stop (partitions heal, crashed nodes restart, links deliver in
+order without loss, as ZeroMQ over TCP does) and liveness is checked: a leader is elected and every command proposed after
+the faults stopped is applied on every node.
+
+Everything is driven by one seed, so any failure replays exactly:
+
+    python tests/simulation.py --seed 1234 --verbose
+    python tests/simulation.py --seeds 0:20000          # a soak
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+
+from sandzmq.raft import (
+    CoreConfig,
+    Entry,
+    EntryKind,
+    HardState,
+    MemoryLog,
+    Message,
+    NotLeader,
+    RaftCore,
+    Role,
+)
+
+
+class InvariantViolation(AssertionError):
+    """A Raft safety or liveness property failed."""
+
+
+@dataclass
+class Faults:
+    """How hostile one run is. Probabilities are per message or per tick."""
+
+    drop: float = 0.0
+    duplicate: float = 0.0
+    max_delay: float = 1.0  # ticks; a random delay in [0.05, max_delay] reorders messages
+    max_disk_delay: float = 1.0  # ticks until a write is durable
+    crash: float = 0.0  # per tick, for the whole cluster
+    partition: float = 0.0  # per tick: start a random partition or heal it
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> "Faults":
+        level = rng.choice(["calm", "lossy", "chaotic", "crashy"])
+        if level == "calm":
+            return cls(max_delay=rng.choice([0.5, 1.0]), max_disk_delay=rng.choice([0.2, 1.0]))
+        if level == "lossy":
+            return cls(drop=rng.choice([0.05, 0.2]), duplicate=rng.choice([0.0, 0.05]), max_delay=rng.choice([1.0, 3.0]))
+        if level == "crashy":
+            return cls(drop=0.02, max_delay=1.0, max_disk_delay=rng.choice([0.5, 2.0]), crash=rng.choice([0.01, 0.03]))
+        return cls(
+            drop=rng.choice([0.05, 0.1, 0.3]),
+            duplicate=rng.choice([0.02, 0.1]),
+            max_delay=rng.choice([1.0, 3.0, 6.0]),
+            max_disk_delay=rng.choice([0.2, 1.0, 2.0]),
+            crash=rng.choice([0.0, 0.01, 0.02]),
+            partition=rng.choice([0.0, 0.02, 0.05]),
+        )
+
+
+@dataclass
+class Disk:
+    """What survives a crash: the hard state and the log entries written so far."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    entries: list[Entry] = field(default_factory=list)
+
+    def write(self, entries: list[Entry], hard_state: HardState | None) -> None:
+        if entries:
+            del self.entries[entries[0].index - 1 :]
+            self.entries.extend(entries)
+        if hard_state is not None:
+            self.hard_state = HardState(hard_state.term, hard_state.vote, hard_state.commit)
+
+
+@dataclass
+class SimNode:
+    id: str
+    disk: Disk
+    core: RaftCore | None = None
+    incarnation: int = 0
+    disk_free_at: float = 0.0  # when the last write issued completes: writes complete in order
+    applied: list[Entry] = field(default_factory=list)
+    applied_data: set[bytes] = field(default_factory=set)
+    leader_log_mark: tuple[int, int, Entry | None] | None = None  # (term, index, entry) seen while leader
+
+
+class Simulation:
+    """One seeded run. `run()` raises InvariantViolation on the first failure."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        nodes: int | None = None,
+        faults: Faults | None = None,
+        fault_ticks: int = 300,
+        settle_ticks: int = 1000,
+        verbose: bool = False,
+        pre_vote: bool | None = None,
+        check_quorum: bool | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        size = nodes or self.rng.choice([3, 3, 5])
+        self.faults = faults or Faults.draw(self.rng)
+        self.fault_ticks = fault_ticks
+        self.settle_ticks = settle_ticks
+        self.verbose = verbose
+        self.ids = [f"n{i}" for i in range(1, size + 1)]
+        self.config = CoreConfig(
+            election_ticks=(10, 20),
+            heartbeat_ticks=2,
+            max_batch_entries=self.rng.choice([1, 4, 64]),
+            max_inflight=self.rng.choice([1, 2, 4]),
+            pre_vote=self.rng.random() < 0.8 if pre_vote is None else pre_vote,
+            check_quorum=self.rng.random() < 0.8 if check_quorum is None else check_quorum,
+        )
+        self.nodes = {i: SimNode(i, Disk()) for i in self.ids}
+        self.events: list[tuple[float, int, str, tuple]] = []
+        self.seq = 0
+        self.now = 0.0
+        self.partition: dict[str, int] = {}  # node -> side; nodes on different sides cannot talk
+        self.link_clock: dict[tuple[str, str], float] = {}  # in-order delivery once faults stop
+        self.faulty = True
+        # Global knowledge for the invariants.
+        self.leaders: dict[int, str] = {}
+        self.written: dict[tuple[int, int], tuple[bytes, int, int]] = {}  # (index, term) -> (data, kind, prev term)
+        self.committed: dict[int, Entry] = {}  # index -> entry, from every node's applies
+        self.committed_data: set[bytes] = set()
+        self.outstanding: dict[bytes, float] = {}  # command proposed after the faults -> when last sent
+        self.new_commands_left = 20
+        self.command_counter = 0
+        self.stats = {"messages": 0, "dropped": 0, "crashes": 0, "elections": 0, "applied": 0}
+        for node in self.nodes.values():
+            self._start(node)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def log(self, text: str) -> None:
+        if self.verbose:
+            print(f"[{self.now:8.2f}] {text}")
+
+    def _schedule(self, at: float, kind: str, *payload: object) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (at, self.seq, kind, payload))
+
+    def _start(self, node: SimNode) -> None:
+        disk = node.disk
+        node.incarnation += 1
+        node.core = RaftCore(
+            node.id,
+            self.ids,
+            config=self.config,
+            hard_state=HardState(disk.hard_state.term, disk.hard_state.vote, disk.hard_state.commit),
+            log=MemoryLog(disk.entries),
+            applied=0,
+            seed=self.rng.randrange(1 << 30),
+        )
+        node.applied = []
+        node.applied_data = set()
+        node.leader_log_mark = None
+        node.disk_free_at = self.now
+        self._schedule(self.now + self.rng.random(), "tick", node.id, node.incarnation)
+        self.log(f"{node.id} starts (term {disk.hard_state.term}, log {len(disk.entries)})")
+
+    def _crash(self, node: SimNode) -> None:
+        self.log(f"{node.id} CRASHES")
+        node.core = None
+        node.incarnation += 1  # in-flight disk writes and ticks of the old incarnation are void
+        self.stats["crashes"] += 1
+        self._schedule(self.now + self.rng.uniform(5, 40), "restart", node.id, node.incarnation)
+
+    def _connected(self, a: str, b: str) -> bool:
+        return self.partition.get(a, 0) == self.partition.get(b, 0)
+
+    def _send(self, m: Message) -> None:
+        self.stats["messages"] += 1
+        f = self.faults
+        if self.faulty and self.rng.random() < f.drop:
+            self.stats["dropped"] += 1
+            return
+        if not self.faulty:
+            # Once the faults stop the network behaves like ZeroMQ over TCP:
+            # each link delivers in order, after a short delay.
+            link = (m.src, m.dst)
+            at = max(self.link_clock.get(link, 0.0), self.now + self.rng.uniform(0.05, 1.0))
+            self.link_clock[link] = at
+            self._schedule(at, "deliver", m)
+            return
+        copies = 2 if self.rng.random() < f.duplicate else 1
+        for _ in range(copies):
+            self._schedule(self.now + self.rng.uniform(0.05, f.max_delay), "deliver", m)
+
+    # ------------------------------------------------------------------ driving
+
+    def _process_ready(self, node: SimNode) -> None:
+        core = node.core
+        while core is not None and core.has_ready():
+            ready = core.ready()
+            for m in ready.messages:
+                self._send(m)
+            if ready.write is not None:
+                self._check_written(node, ready.write.entries)
+                # Group commit: a write is durable after the disk's latency, and
+                # never before the writes issued ahead of it.
+                latency = self.rng.uniform(0.01, self.faults.max_disk_delay)
+                node.disk_free_at = max(node.disk_free_at, self.now + latency)
+                self._schedule(node.disk_free_at, "disk", node.id, node.incarnation, ready.write)
+            for entry in ready.committed:
+                self._check_applied(node, entry)
+            self._check_leader(node)
+
+    def _handle(self, kind: str, payload: tuple) -> None:
+        if kind == "deliver":
+            (m,) = payload
+            node = self.nodes[m.dst]
+            if node.core is None or not self._connected(m.src, m.dst):
+                return
+            node.core.step(m)
+            self._process_ready(node)
+        elif kind == "tick":
+            node_id, incarnation = payload
+            node = self.nodes[node_id]
+            if node.core is None or incarnation != node.incarnation:
+                return
+            node.core.tick()
+            self._process_ready(node)
+            self._schedule(self.now + 1.0, "tick", node_id, incarnation)
+        elif kind == "disk":
+            node_id, incarnation, write = payload
+            node = self.nodes[node_id]
+            if node.core is None or incarnation != node.incarnation:
+                return  # the crash lost it
+            node.disk.write(write.entries, write.hard_state)
+            node.core.persisted(write.write_id)
+            self._process_ready(node)
+        elif kind == "restart":
+            node_id, incarnation = payload
+            node = self.nodes[node_id]
+            if node.core is None and incarnation == node.incarnation:
+                self._start(node)
+
+    def _inject_faults(self) -> None:
+        f = self.faults
+        if self.rng.random() < f.crash:
+            live = [n for n in self.nodes.values() if n.core is not None]
+            if live:
+                self._crash(self.rng.choice(live))
+        if self.rng.random() < f.partition:
+            if self.partition:
+                self.log("partition heals")
+                self.partition = {}
+            else:
+                side = self.rng.sample(self.ids, self.rng.randint(1, len(self.ids) // 2 + 1))
+                self.partition = {i: 1 for i in side}
+                self.log(f"partition: {sorted(side)} | rest")
+
+    def _propose(self, commands: list[bytes]) -> bool:
+        """Propose at a random live node, following one redirect as a client
+        does; True if a leader accepted the commands (they may still be lost)."""
+        live = [n for n in self.nodes.values() if n.core is not None]
+        if not live:
+            return False
+        node = self.rng.choice(live)
+        for _ in range(2):
+            try:
+                node.core.propose(commands)
+            except NotLeader as refused:
+                node = self.nodes.get(refused.leader or "")
+                if node is None or node.core is None:
+                    return False
+                continue
+            self._process_ready(node)
+            return True
+        return False
+
+    def _new_commands(self, count: int) -> list[bytes]:
+        commands = []
+        for _ in range(count):
+            self.command_counter += 1
+            commands.append(f"{self.seed}:{self.command_counter}".encode())
+        return commands
+
+    def _heal(self) -> None:
+        self.faulty = False
+        self.partition = {}
+        for node in self.nodes.values():
+            if node.core is None:
+                node.incarnation += 1
+                self._start(node)
+        self.log("faults stop")
+
+    def _on_clock(self, t: float) -> None:
+        """Whole-tick work between events: faults while faulty, then a client
+        that sends new commands and retries those that did not commit (a
+        command a deposed leader accepted is legitimately lost)."""
+        self.now = t
+        if self.faulty and t >= self.fault_ticks:
+            self._heal()
+        if self.faulty:
+            self._inject_faults()
+            if self.rng.random() < 0.3:
+                self._propose(self._new_commands(self.rng.randint(1, 5)))
+            return
+        if self.new_commands_left > 0 and self.rng.random() < 0.5:
+            commands = self._new_commands(self.rng.randint(1, 3))
+            if self._propose(commands):
+                self.new_commands_left -= 1
+                for command in commands:
+                    self.outstanding[command] = t
+        stale = [c for c, sent in self.outstanding.items() if t - sent > 40 and c not in self.committed_data]
+        if stale and self._propose(stale):
+            for command in stale:
+                self.outstanding[command] = t
+
+    def run(self) -> dict:
+        """Run the faulty phase, then the settling phase; check liveness at the end."""
+        end = self.fault_ticks + self.settle_ticks
+        next_tick = 1.0
+        while self.events and self.events[0][0] <= end:
+            if self.events[0][0] >= next_tick:
+                self._on_clock(next_tick)
+                next_tick += 1.0
+                if not self.faulty and self._settled():
+                    break
+                continue
+            at, _, kind, payload = heapq.heappop(self.events)
+            self.now = at
+            self._handle(kind, payload)
+        self._check_liveness()
+        return self.stats
+
+    # ------------------------------------------------------------------ invariants
+
+    def _fail(self, text: str) -> None:
+        raise InvariantViolation(f"seed {self.seed}: {text} (at t={self.now:.2f}; replay: python tests/simulation.py --seed {self.seed} --verbose)")
+
+    def _check_leader(self, node: SimNode) -> None:
+        core = node.core
+        if core.role is not Role.LEADER:
+            node.leader_log_mark = None
+            return
+        term = core.term
+        holder = self.leaders.setdefault(term, node.id)
+        if holder != node.id:
+            self._fail(f"election safety: {holder} and {node.id} both lead term {term}")
+        mark = node.leader_log_mark
+        if mark is None or mark[0] != term:
+            # A new leader: it must hold every entry known committed.
+            self.stats["elections"] += 1
+            self.log(f"{node.id} leads term {term}")
+            for index, entry in self.committed.items():
+                if core.log.term(index) != entry.term:
+                    self._fail(f"leader completeness: {node.id} leads term {term} without committed entry {index}")
+        elif mark[2] is not None:
+            index = mark[1]
+            current = core.log.entries(index, index + 1)
+            if not current or current[0] is not mark[2]:
+                self._fail(f"leader append-only: {node.id} changed its entry {index} in term {term}")
+        last = core.log.last_index
+        node.leader_log_mark = (term, last, core.log.entries(last, last + 1)[0] if last else None)
+
+    def _check_written(self, node: SimNode, entries: list[Entry]) -> None:
+        core = node.core
+        for entry in entries:
+            prev_term = core.log.term(entry.index - 1)
+            key = (entry.index, entry.term)
+            seen = self.written.setdefault(key, (entry.data, entry.kind, prev_term))
+            if seen != (entry.data, entry.kind, prev_term):
+                self._fail(f"log matching: {node.id} holds a different entry at index {entry.index}, term {entry.term}")
+
+    def _check_applied(self, node: SimNode, entry: Entry) -> None:
+        expected_index = len(node.applied) + 1
+        if entry.index != expected_index:
+            self._fail(f"{node.id} applied index {entry.index}, expected {expected_index}")
+        node.applied.append(entry)
+        node.applied_data.add(entry.data)
+        self.committed_data.add(entry.data)
+        self.stats["applied"] += 1
+        first = self.committed.setdefault(entry.index, entry)
+        if (first.term, first.data, first.kind) != (entry.term, entry.data, entry.kind):
+            self._fail(f"state machine safety: index {entry.index} applied as term {first.term} and term {entry.term}")
+
+    def _settled(self) -> bool:
+        """Every command sent after the faults, and everything committed, is
+        applied on every node."""
+        if self.new_commands_left > 0:
+            return False
+        if not all(self.outstanding.keys() <= n.applied_data for n in self.nodes.values()):
+            return False
+        commit = max(n.core.commit for n in self.nodes.values())
+        return all(len(n.applied) == commit for n in self.nodes.values())
+
+    def _check_liveness(self) -> None:
+        leaders = [n.id for n in self.nodes.values() if n.core is not None and n.core.role is Role.LEADER]
+        if not leaders:
+            self._fail("liveness: no leader after the faults stopped")
+        if self.new_commands_left > 0:
+            self._fail(f"liveness: {self.new_commands_left} proposals never reached a leader after the faults stopped")
+        for node in self.nodes.values():
+            missing = self.outstanding.keys() - node.applied_data
+            if missing:
+                self._fail(f"liveness: {node.id} never applied {len(missing)} commands proposed after the faults stopped")
+        lengths = {len(n.applied) for n in self.nodes.values()}
+        if len(lengths) != 1:
+            commits = {n.id: n.core.commit for n in self.nodes.values()}
+            self._fail(f"liveness: nodes applied different counts {lengths} (commits {commits})")
+
+
+def run_seed(seed: int) -> tuple[int, str | None, dict]:
+    """Run one seed; returns (seed, failure or None, stats). For process pools."""
+    try:
+        stats = Simulation(seed).run()
+        return seed, None, stats
+    except InvariantViolation as exc:
+        return seed, str(exc), {}
+
+
+def run_seeds(seeds: range, processes: int = 2) -> tuple[list[tuple[int, str]], dict]:
+    """Run many seeds over a process pool; returns the failures and summed stats."""
+    failures: list[tuple[int, str]] = []
+    totals: dict[str, int] = {}
+    with Pool(processes) as pool:
+        for seed, failure, stats in pool.imap_unordered(run_seed, seeds, chunksize=16):
+            if failure:
+                failures.append((seed, failure))
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0) + value
+    failures.sort()
+    return failures, totals
+
+
+def _parse_range(text: str) -> range:
+    start, _, stop = text.partition(":")
+    return range(int(start), int(stop))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, help="replay one seed")
+    parser.add_argument("--seeds", type=_parse_range, default=range(0, 2000), help="START:STOP (default 0:2000)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if args.seed is not None:
+        sim = Simulation(args.seed, verbose=args.verbose)
+        print(f"seed {args.seed}: {len(sim.ids)} nodes, {sim.faults}, {sim.config}")
+        try:
+            print(sim.run())
+        except InvariantViolation as exc:
+            print(f"FAILED: {exc}")
+            return 1
+        return 0
+    started = time.monotonic()
+    failures, totals = run_seeds(args.seeds, args.processes)
+    elapsed = time.monotonic() - started
+    for seed, failure in failures[:20]:
+        print(failure)
+    print(f"{len(args.seeds)} seeds, {len(failures)} failed, {elapsed:.1f}s; totals {totals}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
