@@ -1,0 +1,633 @@
+"""The segmented write-ahead log: the log-store actor's durable Raft log.
+
+Layout: a directory of segment files `<seq>-<first index>.wal` (16 hex digits
+each, so names sort in log order), each a header plus records (records.py),
+and a LOCK file that keeps a second writer out. A segment is created under a
+temporary name, written (header, then a copy of the current hard state),
+fsynced and renamed into place, and the directory is fsynced: a segment is
+either absent or whole, and every segment carries the hard state of its
+time, so older segments can later be deleted whole (compact()).
+
+Writes only ever append. Overwriting a divergent suffix (a follower taking a
+new leader's entries) is an ENTRIES record whose first index is <= the last
+index: it supersedes every entry from that index on, as in etcd's wal. The
+file is never cut back, because cutting at the superseded entries would also
+cut the HARD_STATE records written after them -- a vote already reported
+durable could be lost, and with it election safety. The only truncation is
+of a torn tail, at recovery, before anything is appended.
+
+Durability is explicit: append() hands bytes to the OS; sync() makes
+everything appended so far durable with one fdatasync (group commit). The
+caller reports entries durable only after sync() returns.
+
+In memory there is no entry data: per live ENTRIES record its first index and
+location (parallel arrays searched with bisect), and the terms as runs (Raft
+terms never decrease along a log, so runs are few). entries() reads records
+back from disk, keeping the last decoded record for sequential readers.
+
+WalReader is the same view of the log for another process (the Raft actor):
+it indexes what the writer has written, incrementally, and never writes.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import time
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandzmq.raft.messages import Entry, HardState
+
+from . import records
+from .errors import StorageError, WalCorruptError
+
+log = logging.getLogger(__name__)
+
+_SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
+_TMP_SUFFIX = ".tmp"
+_LOCK_NAME = "LOCK"
+# fdatasync flushes the data and the size, which is all a log needs. Platforms
+# without it get fsync (on macOS even that stops at the drive's cache).
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+def segment_name(seq: int, first_index: int) -> str:
+    return f"{seq:016x}-{first_index:016x}.wal"
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """(seq, path) of every segment in `directory`, oldest first."""
+    found = []
+    for name in os.listdir(directory):
+        match = _SEGMENT_NAME.match(name)
+        if match:
+            found.append((int(match.group(1), 16), directory / name))
+    found.sort()
+    return found
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the directory's entries (created, renamed, removed names) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RecoveryReport:
+    """What WriteAheadLog.open() found and did; str() is a one-line summary for the log."""
+
+    directory: str
+    segments: list[str] = field(default_factory=list)
+    records: int = 0  # valid records read
+    created: bool = False  # the directory held no log: a new one was started
+    torn_segment: str | None = None  # the segment whose torn tail was cut off
+    torn_offset: int | None = None  # ... at this byte offset
+    torn_bytes: int = 0  # ... this many bytes
+    torn_problem: str | None = None  # ... because of this
+    removed_temp_files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        text = f"{self.directory}: recovered {self.records} records from {len(self.segments)} segments"
+        if self.created:
+            text += " (new log)"
+        if self.torn_segment:
+            text += (
+                f"; cut a torn tail of {self.torn_bytes} bytes from {self.torn_segment} at offset "
+                f"{self.torn_offset} ({self.torn_problem})"
+            )
+        return text + f" in {self.seconds * 1000:.1f} ms"
+
+
+class _LogIndex:
+    """Where each live entry is on disk and what its term is, without its data.
+
+    Row k of (firsts, segs, offsets, sizes) is an ENTRIES record still (partly)
+    live: its first index and its location. Its last live index is the next
+    row's first index minus one (the last row's: last_index); a superseded
+    record keeps its bytes on disk, only the rows after the supersede point
+    go. Terms are runs (run_starts[k] is the first index of term run_terms[k]).
+    first_index/base_term are 1/0 until snapshots move them (compact()).
+    """
+
+    __slots__ = ("first_index", "base_term", "last_index", "hard_state",
+                 "firsts", "segs", "offsets", "sizes", "run_starts", "run_terms")
+
+    def __init__(self) -> None:
+        self.first_index = 1
+        self.base_term = 0
+        self.last_index = 0
+        self.hard_state = HardState()
+        self.firsts, self.segs, self.offsets, self.sizes = (array("q") for _ in range(4))
+        self.run_starts, self.run_terms = array("q"), array("q")
+
+    def term_at(self, index: int) -> int | None:
+        if index == self.first_index - 1:
+            return self.base_term
+        if not self.first_index <= index <= self.last_index:
+            return None
+        return self.run_terms[bisect_right(self.run_starts, index) - 1]
+
+    def problem(self, first: int, terms: int | list[int]) -> str | None:
+        """Why a batch starting at `first` with these terms (one term for the whole
+        batch, or each entry's) cannot be appended, or None."""
+        if first > self.last_index + 1:
+            return f"entries start at index {first} but the log ends at {self.last_index}: a gap"
+        if first < self.first_index:
+            return f"entries start at index {first}, before the log's first index {self.first_index}"
+        previous = self.term_at(first - 1)
+        for term in (terms,) if isinstance(terms, int) else terms:
+            if term < previous:
+                return f"term {term} at or after index {first} follows term {previous}: terms never decrease"
+            previous = term
+        return None
+
+    def add(self, first: int, last: int, terms: int | list[int], seg: int, offset: int, size: int) -> None:
+        """Index an ENTRIES record [first, last] (already checked by problem())."""
+        if first <= self.last_index:  # supersede: forget everything from `first` on
+            cut = bisect_left(self.firsts, first)
+            for column in (self.firsts, self.segs, self.offsets, self.sizes):
+                del column[cut:]
+            cut = bisect_left(self.run_starts, first)
+            del self.run_starts[cut:]
+            del self.run_terms[cut:]
+        self.firsts.append(first)
+        self.segs.append(seg)
+        self.offsets.append(offset)
+        self.sizes.append(size)
+        current = self.run_terms[-1] if self.run_terms else -1
+        for index, term in enumerate((terms,) if isinstance(terms, int) else terms, first):
+            if term != current:
+                self.run_starts.append(index)
+                self.run_terms.append(term)
+                current = term
+        self.last_index = last
+
+    def load(self, kind: int, payload: memoryview, seg: int, offset: int) -> None:
+        """Index a record read back from disk; ValueError if its content is impossible."""
+        if kind == records.HARD_STATE:
+            self.hard_state = records.decode_hard_state(payload)
+            return
+        rows = records.decode_rows(payload)
+        first, first_term, last_term = rows[0][0], rows[0][1], rows[-1][1]
+        terms = first_term if first_term == last_term else [row[1] for row in rows]
+        problem = self.problem(first, terms)
+        if problem:
+            raise ValueError(problem)
+        self.add(first, rows[-1][0], terms, seg, offset, records.HEADER.size + len(payload))
+
+
+class _LogView:
+    """Reads shared by the writer and the reader: terms from memory, entries from disk."""
+
+    _index: _LogIndex
+
+    def _refresh(self) -> None:
+        """Bring the index up to date with the files (the reader's hook)."""
+
+    def _fd(self, seq: int) -> int:
+        raise NotImplementedError
+
+    def _path(self, seq: int) -> Path:
+        raise NotImplementedError
+
+    @property
+    def hard_state(self) -> HardState:
+        self._refresh()
+        hs = self._index.hard_state
+        return HardState(hs.term, hs.vote, hs.commit)
+
+    @property
+    def first_index(self) -> int:
+        self._refresh()
+        return self._index.first_index
+
+    @property
+    def last_index(self) -> int:
+        self._refresh()
+        return self._index.last_index
+
+    @property
+    def last_term(self) -> int:
+        self._refresh()
+        return self._index.term_at(self._index.last_index)
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at `index`; first_index - 1 answers the base term
+        (0 for index 0); None outside the log."""
+        self._refresh()
+        return self._index.term_at(index)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        """Entries [lo, hi), read from disk. With max_bytes, stop once their data
+        exceeds it (always at least one entry, as raft/log.py's MemoryLog does).
+        IndexError if the range is not within [first_index, last_index + 1)."""
+        self._refresh()
+        ix = self._index
+        if lo >= hi:
+            return []
+        if lo < ix.first_index or hi > ix.last_index + 1:
+            raise IndexError(f"entries [{lo}, {hi}) are outside the log [{ix.first_index}, {ix.last_index}]")
+        out: list[Entry] = []
+        k = bisect_right(ix.firsts, lo) - 1
+        index, size = lo, 0
+        while index < hi:
+            first = ix.firsts[k]
+            stop = min(hi, ix.firsts[k + 1]) if k + 1 < len(ix.firsts) else hi
+            rows = self._rows(k)[index - first : stop - first]
+            if len(rows) != stop - index or rows[0][0] != index:
+                raise WalCorruptError(self._path(ix.segs[k]), ix.offsets[k],
+                                      f"record does not hold entries {index}..{stop - 1} as indexed")
+            if max_bytes is not None:
+                for n, row in enumerate(rows):
+                    size += len(row[3])
+                    if size > max_bytes and (out or n):
+                        out += records.rows_to_entries(rows[:n])
+                        return out
+            out += records.rows_to_entries(rows)
+            index, k = stop, k + 1
+        return out
+
+    _cached: tuple[tuple[int, int], tuple] = ((0, 0), ())
+
+    def _rows(self, k: int) -> tuple:
+        """The decoded rows of index row k, re-checking the CRC (disks rot)."""
+        ix = self._index
+        key = (ix.segs[k], ix.offsets[k])
+        if self._cached[0] == key:
+            return self._cached[1]
+        buf = os.pread(self._fd(key[0]), ix.sizes[k], key[1])
+        found = records.read_record(buf, 0)
+        try:
+            if isinstance(found, str):
+                raise ValueError(found)
+            rows = records.decode_rows(memoryview(buf)[found[1] : found[2]])
+        except (ValueError, TypeError) as exc:
+            raise WalCorruptError(self._path(key[0]), key[1], f"re-reading an indexed record: {exc}") from None
+        self._cached = (key, rows)
+        return rows
+
+
+class WriteAheadLog(_LogView):
+    """The writer. One per directory (a LOCK file enforces it); not thread-safe:
+    the log-store actor owns it. Build it with WriteAheadLog.open()."""
+
+    def __init__(self, directory: Path, segment_bytes: int, fsync: bool) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self._index = _LogIndex()
+        self._paths: dict[int, Path] = {}  # seq -> path, every segment
+        self._read_fds: dict[int, int] = {}  # seq -> O_RDONLY fd, opened on first read
+        self._seq = 0  # the active (last) segment
+        self._wfd = -1  # its fd, positioned at its end
+        self._size = 0  # its size
+        self._dirty = False  # appended since the last sync
+        self._failed: BaseException | None = None
+        self._lock_fd = -1
+        self.recovery_report = RecoveryReport(str(directory))
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
+             fsync: bool = True) -> WriteAheadLog:
+        """Open (creating if needed) the log in `directory` and recover it.
+
+        Raises WalCorruptError when the log is damaged other than by a crash,
+        StorageError when another writer holds the directory."""
+        if segment_bytes <= 0:
+            raise ValueError(f"segment_bytes must be positive, not {segment_bytes}")
+        wal = cls(Path(directory), segment_bytes, fsync)
+        try:
+            wal._lock()
+            wal._recover()
+        except BaseException:
+            wal._close_fds()
+            raise
+        return wal
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, entries: list[Entry], hard_state: HardState | None = None) -> None:
+        """Write a batch of consecutive entries (one record) and/or a hard state to
+        the OS; not durable until sync(). A batch starting at or before last_index
+        supersedes the log from its first index on. ValueError on a gap, on
+        non-consecutive indexes, on decreasing terms or below first_index.
+
+        The checks cost O(1) per batch, not per entry: consecutive indexes are
+        checked at the ends, and a batch whose first and last terms are equal is
+        taken to be all of that term (terms never decrease along a Raft log)."""
+        self._check_usable()
+        ix = self._index
+        data = b""
+        if entries:
+            first, last = entries[0].index, entries[-1].index
+            if last - first + 1 != len(entries):
+                raise ValueError(f"batch {first}..{last} has {len(entries)} entries: indexes not consecutive")
+            first_term, last_term = entries[0].term, entries[-1].term
+            terms = first_term if first_term == last_term else [e.term for e in entries]
+            problem = ix.problem(first, terms)
+            if problem:
+                raise ValueError(problem)
+            data = records.encode_entries(entries)
+        elif hard_state is None:
+            return
+        size = len(data)
+        if hard_state is not None:
+            data += records.encode_hard_state(hard_state)
+        if self._size >= self.segment_bytes:
+            self._rotate(first if entries else ix.last_index + 1)
+        offset = self._size
+        self._write(data)
+        if entries:
+            ix.add(first, last, terms, self._seq, offset, size)
+        if hard_state is not None:
+            ix.hard_state = HardState(hard_state.term, hard_state.vote, hard_state.commit)
+
+    def sync(self) -> None:
+        """Make everything appended so far durable: one fdatasync for all of it
+        (group commit). With fsync=False this does nothing: os.write already
+        handed the bytes to the OS, which keeps them across a process crash but
+        not across a machine crash."""
+        self._check_usable()
+        if self._dirty:
+            if self.fsync:
+                try:
+                    _fdatasync(self._wfd)
+                except OSError as exc:
+                    self._fail(exc)
+            self._dirty = False
+
+    def compact(self, upto_index: int) -> None:
+        """Drop the log up to `upto_index` once a snapshot covers it (later issue).
+
+        Plan: append a SNAPSHOT record (snapshot index and term) and sync; then
+        delete, oldest first, every segment other than the active one whose
+        live rows all end at or before upto_index (each later segment starts
+        with a hard state copy, so nothing else is lost); recovery starts the
+        index at the newest SNAPSHOT record (first_index/base_term of
+        _LogIndex) instead of requiring the oldest segment to be number 1.
+        """
+        raise NotImplementedError("log compaction arrives with snapshots")
+
+    def close(self) -> None:
+        """Sync what is pending and release the files; idempotent."""
+        try:
+            if self._wfd >= 0 and self._failed is None:
+                self.sync()
+        finally:
+            self._close_fds()
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise StorageError(
+                f"{self.directory}: the write-ahead log failed earlier ({self._failed}); "
+                "restart the log store to recover from what is on disk"
+            )
+        if self._wfd < 0:
+            raise StorageError(f"{self.directory}: the write-ahead log is closed")
+
+    def _fail(self, exc: OSError) -> None:
+        """After a failed write or fsync the file's state is unknown (a partial
+        record, or pages the kernel dropped: retrying fsync can falsely succeed).
+        Refuse all further use; recovery at restart sorts out what is on disk."""
+        self._failed = exc
+        raise StorageError(f"{self.directory}: write-ahead log I/O failed: {exc}; restart to recover") from exc
+
+    def _write(self, data: bytes) -> None:
+        try:
+            _write_all(self._wfd, data)
+        except OSError as exc:
+            self._fail(exc)
+        self._size += len(data)
+        self._dirty = True
+
+    def _rotate(self, first_index: int) -> None:
+        """Start segment seq+1. The old segment is made durable first: once a newer
+        segment exists, recovery reads damage in the old one as corruption."""
+        self.sync()
+        old_fd = self._wfd
+        self._create_segment(self._seq + 1, first_index)
+        os.close(old_fd)
+
+    def _create_segment(self, seq: int, first_index: int) -> None:
+        path = self.directory / segment_name(seq, first_index)
+        tmp = path.with_name(path.name + _TMP_SUFFIX)
+        data = records.segment_header() + records.encode_hard_state(self._index.hard_state)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+            os.rename(tmp, path)
+            if self.fsync:
+                _fsync_dir(self.directory)
+        except OSError as exc:
+            os.close(fd)
+            self._fail(exc)
+        self._paths[seq] = path
+        self._seq, self._wfd, self._size, self._dirty = seq, fd, len(data), False
+
+    def _lock(self) -> None:
+        created = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if created and self.fsync:
+            _fsync_dir(self.directory.parent)
+        self._lock_fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StorageError(f"{self.directory}: the write-ahead log is already open in another writer") from None
+
+    def _recover(self) -> None:
+        started = time.monotonic()
+        report = self.recovery_report
+        for name in os.listdir(self.directory):
+            if name.endswith(".wal" + _TMP_SUFFIX):  # a rotation that never completed
+                os.unlink(self.directory / name)
+                report.removed_temp_files.append(name)
+        if report.removed_temp_files and self.fsync:
+            _fsync_dir(self.directory)
+        segments = list_segments(self.directory)
+        if not segments:
+            report.created = True
+            self._create_segment(1, 1)
+            report.segments = [self._paths[1].name]
+            report.seconds = time.monotonic() - started
+            return
+        # Until compact() exists nothing deletes segments: numbering starts at 1, without holes.
+        for expected, (seq, path) in enumerate(segments, 1):
+            if seq != expected:
+                raise WalCorruptError(path, 0, f"segment number {expected} is missing before this one")
+        end = 0
+        for seq, path in segments:
+            end = self._recover_segment(seq, path, last=seq == segments[-1][0])
+            self._paths[seq] = path
+            report.segments.append(path.name)
+        seq, path = segments[-1]
+        self._seq, self._size = seq, end
+        self._wfd = os.open(path, os.O_RDWR)
+        os.lseek(self._wfd, end, os.SEEK_SET)
+        report.seconds = time.monotonic() - started
+        log.info("%s", report)
+
+    def _recover_segment(self, seq: int, path: Path, last: bool) -> int:
+        """Index one segment's records; cut a torn tail if it is the last. Returns its end."""
+        report = self.recovery_report
+        data = path.read_bytes()
+        problem = records.segment_header_problem(data)
+        if problem:
+            raise WalCorruptError(path, 0, problem)
+
+        def on_record(offset: int, kind: int, payload: memoryview) -> None:
+            try:
+                self._index.load(kind, payload, seq, offset)
+            except (ValueError, TypeError) as exc:  # msgpack raises both for bad data
+                raise WalCorruptError(path, offset, f"record content: {exc}") from None
+            report.records += 1
+
+        end, problem = records.scan(data, records.SEGMENT_HEADER.size, on_record)
+        if problem is None:
+            return end
+        if not last:
+            raise WalCorruptError(path, end, f"{problem} (in a segment that a newer one follows)")
+        if not records.is_torn_tail(data, end):
+            raise WalCorruptError(path, end, f"{problem}, and valid data follows it")
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.ftruncate(fd, end)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        report.torn_segment, report.torn_offset = path.name, end
+        report.torn_bytes, report.torn_problem = len(data) - end, problem
+        log.warning("%s: cut a torn tail of %d bytes at offset %d: %s", path, len(data) - end, end, problem)
+        return end
+
+    def _fd(self, seq: int) -> int:
+        if seq == self._seq:
+            return self._wfd
+        fd = self._read_fds.get(seq)
+        if fd is None:
+            fd = self._read_fds[seq] = os.open(self._paths[seq], os.O_RDONLY)
+        return fd
+
+    def _path(self, seq: int) -> Path:
+        return self._paths[seq]
+
+    def _close_fds(self) -> None:
+        for fd in [self._wfd, self._lock_fd, *self._read_fds.values()]:
+            if fd >= 0:
+                os.close(fd)
+        self._wfd = self._lock_fd = -1
+        self._read_fds.clear()
+
+
+class WalReader(_LogView):
+    """A read-only view of a log that another process is writing.
+
+    Every read first indexes what the writer appended since the last read:
+    it lists the directory for new segments, then reads only the new bytes of
+    the segments it has not finished. A partial record at the end of the
+    newest segment is "not written yet", never an error. Superseding records
+    update the index exactly as in the writer. The caller reads only what the
+    writer reported durable; the reader itself cannot tell synced from
+    merely written bytes, and need not.
+
+    Cost: a directory listing and an fstat per call (about 5 microseconds).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._index = _LogIndex()
+        self._paths: dict[int, Path] = {}
+        self._fds: dict[int, int] = {}
+        self._seq = 0  # the newest segment indexed so far
+        self._scanned = 0  # bytes of it indexed
+
+    def refresh(self) -> None:
+        """Index whatever the writer has appended since the last call."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:  # the writer has not created the log yet
+            return
+        # Names sort by segment number: one string comparison skips the known ones.
+        after = f"{self._seq:016x}-~"
+        newer = sorted(
+            (int(match.group(1), 16), self.directory / name)
+            for name in names
+            if name > after and (match := _SEGMENT_NAME.match(name))
+        )
+        # A segment no longer grows once a newer one exists, and the listing
+        # came first: so finishing the current one now misses nothing.
+        if self._seq:
+            self._scan(sealed=bool(newer))
+        for n, (seq, path) in enumerate(newer):
+            if seq != self._seq + 1:
+                raise WalCorruptError(path, 0, f"segment {self._seq + 1} is missing before this one")
+            fd = os.open(path, os.O_RDONLY)
+            self._paths[seq], self._fds[seq] = path, fd
+            problem = records.segment_header_problem(os.pread(fd, records.SEGMENT_HEADER.size, 0))
+            if problem:
+                raise WalCorruptError(path, 0, problem)
+            self._seq, self._scanned = seq, records.SEGMENT_HEADER.size
+            self._scan(sealed=n < len(newer) - 1)
+
+    _refresh = refresh
+
+    def _scan(self, sealed: bool) -> None:
+        seq, path, fd = self._seq, self._paths[self._seq], self._fds[self._seq]
+        base = self._scanned
+        size = os.fstat(fd).st_size
+        if size <= base:
+            return
+        data = os.pread(fd, size - base, base)
+
+        def on_record(offset: int, kind: int, payload: memoryview) -> None:
+            try:
+                self._index.load(kind, payload, seq, base + offset)
+            except (ValueError, TypeError) as exc:
+                raise WalCorruptError(path, base + offset, f"record content: {exc}") from None
+
+        end, problem = records.scan(data, 0, on_record)
+        self._scanned = base + end
+        if problem and sealed:
+            raise WalCorruptError(path, base + end, f"{problem} (in a segment that a newer one follows)")
+
+    def _fd(self, seq: int) -> int:
+        return self._fds[seq]
+
+    def _path(self, seq: int) -> Path:
+        return self._paths[seq]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> WalReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
