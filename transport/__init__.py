@@ -1,0 +1,44 @@
+"""sandzmq.transport: everything that touches ZeroMQ and the wire.
+
+The only package that imports zmq. Layers, each usable on its own:
+
+- codec:     Raft peer messages <-> compact msgpack-able bodies (no zmq)
+- envelope:  [version, cluster, tag, body] frames, type registry, drop counting (no zmq)
+- counters:  DropCounters (inbound refusals) and SendDrops (outbound losses)
+- endpoints: ipc:// naming that fits a Unix socket path
+- sockets:   Inbox (ROUTER), PeerLink (DEALER), Peers, drain, Poller, context
+"""
+from .codec import DecodeError
+from .counters import DropCounters, SendDrops
+from .endpoints import ipc_endpoint
+from .envelope import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    REGISTRY,
+    Envelope,
+    MessageTooLarge,
+    Registry,
+    register,
+)
+from .sockets import Inbox, PeerLink, Peers, Poller, context, drain, terminate_context
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DecodeError",
+    "DropCounters",
+    "Envelope",
+    "Inbox",
+    "MessageTooLarge",
+    "PROTOCOL_VERSION",
+    "PeerLink",
+    "Peers",
+    "Poller",
+    "REGISTRY",
+    "Registry",
+    "SendDrops",
+    "context",
+    "drain",
+    "ipc_endpoint",
+    "register",
+    "terminate_context",
+]

@@ -1,0 +1,289 @@
+"""transport/codec.py: every peer message round-trips, and bad bodies raise
+DecodeError and nothing else."""
+from __future__ import annotations
+
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandzmq.raft.messages import (
+    MESSAGE_TYPES,
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+)
+from sandzmq.transport import codec
+from sandzmq.transport.codec import (
+    PEER_CODECS,
+    PEER_TAGS,
+    DecodeError,
+    decode_entries,
+    decode_hard_state,
+    decode_message,
+    encode_entries,
+    encode_hard_state,
+    encode_message,
+)
+
+U64 = 2**64 - 1
+uints = st.integers(min_value=0, max_value=U64)
+small_uints = st.integers(min_value=0, max_value=2**40)
+node_ids = st.text(min_size=1, max_size=12)
+kinds = st.sampled_from(list(EntryKind))
+
+
+def header() -> st.SearchStrategy[tuple[str, str, int]]:
+    return st.tuples(node_ids, node_ids, uints)
+
+
+@st.composite
+def entry_runs(draw: st.DrawFn, prev_index: int) -> list[Entry]:
+    """Consecutive entries after prev_index; terms and kinds sometimes
+    uniform (sent as one int) and sometimes mixed (sent as a column)."""
+    n = draw(st.integers(min_value=0, max_value=20))
+    uniform = draw(st.booleans())
+    term0 = draw(uints)
+    kind0 = draw(kinds)
+    out = []
+    for i in range(n):
+        term = term0 if uniform else draw(uints)
+        kind = kind0 if uniform else draw(kinds)
+        out.append(Entry(prev_index + 1 + i, term, draw(st.binary(max_size=64)), kind))
+    return out
+
+
+@st.composite
+def append_entries(draw: st.DrawFn) -> AppendEntries:
+    src, dst, term = draw(header())
+    prev_index = draw(st.integers(min_value=0, max_value=2**62))
+    return AppendEntries(
+        src, dst, term, prev_index, draw(uints), draw(entry_runs(prev_index)), draw(uints)
+    )
+
+
+peer_messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(RequestVote, node_ids, node_ids, uints, uints, uints, st.booleans()),
+    st.builds(RequestVoteResponse, node_ids, node_ids, uints, st.booleans(), st.booleans()),
+    append_entries(),
+    st.builds(AppendEntriesResponse, node_ids, node_ids, uints, st.booleans(), uints, uints, uints),
+    st.builds(Heartbeat, node_ids, node_ids, uints, uints, uints),
+    st.builds(HeartbeatResponse, node_ids, node_ids, uints, uints),
+)
+
+# Any value msgpack can carry, to throw at decoders.
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=U64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda children: st.lists(children, max_size=10) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=30,
+)
+
+
+def wire(body: object) -> object:
+    """What the receiver sees: the body after a real msgpack round trip."""
+    return msgpack.unpackb(msgpack.packb(body))
+
+
+# -- tags and coverage ---------------------------------------------------------
+
+def test_every_message_type_has_a_codec() -> None:
+    assert set(PEER_CODECS) == set(MESSAGE_TYPES)
+    assert set(PEER_TAGS) == set(MESSAGE_TYPES)
+
+
+def test_tags_are_pinned() -> None:
+    """Changing a tag breaks the wire between versions: bump PROTOCOL_VERSION
+    and update this table on purpose, never by accident."""
+    assert {cls.__name__: tag for cls, tag in PEER_TAGS.items()} == {
+        "RequestVote": 0,
+        "RequestVoteResponse": 1,
+        "AppendEntries": 2,
+        "AppendEntriesResponse": 3,
+        "Heartbeat": 4,
+        "HeartbeatResponse": 5,
+    }
+
+
+# -- round trips ---------------------------------------------------------------
+
+@settings(max_examples=500)
+@given(peer_messages)
+def test_round_trip(msg: Message) -> None:
+    tag, body = encode_message(msg)
+    assert tag == PEER_TAGS[type(msg)]
+    assert decode_message(tag, wire(body)) == msg
+
+
+@given(append_entries())
+def test_append_entries_indexes_follow_prev_index(msg: AppendEntries) -> None:
+    out = decode_message(*map(wire, encode_message(msg)))
+    assert isinstance(out, AppendEntries)
+    assert [e.index for e in out.entries] == list(range(msg.prev_index + 1, msg.prev_index + 1 + len(msg.entries)))
+    assert all(type(e.kind) is EntryKind for e in out.entries)
+
+
+def test_uniform_columns_travel_as_one_int() -> None:
+    msg = AppendEntries("a", "b", 5, 9, 4, [Entry(10 + i, 5, b"x" * i) for i in range(4)], 3)
+    _, body = encode_message(msg)
+    assert body[6:8] == [5, 0]
+    mixed = AppendEntries("a", "b", 5, 9, 4, [Entry(10, 4, b"", EntryKind.NOOP), Entry(11, 5, b"")], 3)
+    _, body = encode_message(mixed)
+    assert body[6] == [4, 5] and body[7] == [1, 0]
+
+
+@given(st.integers(min_value=1, max_value=2**40).flatmap(lambda first: entry_runs(first - 1)))
+def test_entries_block_round_trip(entries: list[Entry]) -> None:
+    assert decode_entries(wire(encode_entries(entries))) == entries
+
+
+@given(st.builds(HardState, uints, st.none() | node_ids, uints))
+def test_hard_state_round_trip(hs: HardState) -> None:
+    assert decode_hard_state(wire(encode_hard_state(hs))) == hs
+
+
+def test_encoder_refuses_non_consecutive_entries() -> None:
+    with pytest.raises(ValueError):
+        encode_message(AppendEntries("a", "b", 1, 5, 1, [Entry(7, 1, b"")]))
+    with pytest.raises(ValueError):
+        encode_message(AppendEntries("a", "b", 1, 5, 1, [Entry(6, 1, b""), Entry(8, 1, b"")]))
+    with pytest.raises(ValueError):
+        encode_entries([Entry(3, 1), Entry(5, 1)])
+
+
+def test_unknown_class_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        encode_message(Message("a", "b", 1))  # the base class has no tag
+
+
+# -- refusals ------------------------------------------------------------------
+
+GOOD = {
+    0: ["a", "b", 3, 10, 2, False],
+    1: ["a", "b", 3, True, False],
+    2: ["a", "b", 3, 10, 2, 9, 3, 0, [b"x", b"y"]],
+    3: ["a", "b", 3, True, 12, 0, 0],
+    4: ["a", "b", 3, 9, 0],
+    5: ["a", "b", 3, 0],
+}
+
+
+def test_good_bodies_decode() -> None:
+    for tag, body in GOOD.items():
+        assert isinstance(decode_message(tag, body), MESSAGE_TYPES[tag])
+
+
+@pytest.mark.parametrize(
+    ("tag", "body"),
+    [
+        # wrong arity / not a list
+        (0, ["a", "b", 3, 10, 2]),
+        (0, ["a", "b", 3, 10, 2, False, 1]),
+        (2, None),
+        (2, {"src": "a"}),
+        (5, "abc"),
+        # negative term and indexes
+        (0, ["a", "b", -1, 10, 2, False]),
+        (2, ["a", "b", 3, -1, 2, 9, 3, 0, []]),
+        (3, ["a", "b", 3, True, -5, 0, 0]),
+        (2, ["a", "b", 3, 10, 2, 9, [1, -1], 0, [b"x", b"y"]]),
+        (2, ["a", "b", 3, 10, 2, 9, -1, 0, [b"x"]]),
+        # bool where an int is meant, and int where a bool is meant
+        (0, ["a", "b", True, 10, 2, False]),
+        (0, ["a", "b", 3, 10, 2, 0]),
+        (1, ["a", "b", 3, 1, False]),
+        (3, ["a", "b", 3, 1, 12, 0, 0]),
+        (4, ["a", "b", 3, False, 0]),
+        (2, ["a", "b", 3, 10, 2, 9, [True, 3], 0, [b"x", b"y"]]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, True, [b"x"]]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, [0, False], [b"x", b"y"]]),
+        # wrong types
+        (0, [1, "b", 3, 10, 2, False]),
+        (0, ["a", b"b", 3, 10, 2, False]),
+        (4, ["a", "b", 3, 1.5, 0]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, 0, ["text"]]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, 0, [b"x", None]]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, 0, b"x"]),
+        (2, ["a", "b", 3, 10, 2, 9, "3", 0, []]),
+        # columns that do not line up, unknown entry kinds
+        (2, ["a", "b", 3, 10, 2, 9, [3], 0, [b"x", b"y"]]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, [0], [b"x", b"y"]]),
+        (2, ["a", "b", 3, 10, 2, 9, [3], [0], []]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, 7, [b"x"]]),
+        (2, ["a", "b", 3, 10, 2, 9, 3, [0, 9], [b"x", b"y"]]),
+        # unknown tags
+        (99, []),
+        (True, GOOD[1]),
+        ("0", GOOD[0]),
+        (None, []),
+        ([0], []),
+    ],
+)
+def test_bad_bodies_raise_decode_error(tag: object, body: object) -> None:
+    with pytest.raises(DecodeError):
+        decode_message(tag, body)
+
+
+@settings(max_examples=1000)
+@given(st.sampled_from(sorted(PEER_TAGS.values())), msgpack_values)
+def test_arbitrary_bodies_raise_only_decode_error(tag: int, body: object) -> None:
+    try:
+        msg = decode_message(tag, body)
+    except DecodeError:
+        return
+    assert type(msg) is MESSAGE_TYPES[tag]
+
+
+@settings(max_examples=1000)
+@given(st.sampled_from(sorted(GOOD)), st.data())
+def test_one_field_replaced_raises_only_decode_error(tag: int, data: st.DataObject) -> None:
+    body = list(GOOD[tag])
+    i = data.draw(st.integers(min_value=0, max_value=len(body) - 1))
+    body[i] = data.draw(msgpack_values)
+    try:
+        msg = decode_message(tag, body)
+    except DecodeError:
+        return
+    assert type(msg) is MESSAGE_TYPES[tag]
+
+
+@given(msgpack_values)
+def test_entries_and_hard_state_refuse_only_with_decode_error(body: object) -> None:
+    for decode in (decode_entries, decode_hard_state):
+        with contextlib.suppress(DecodeError):
+            decode(body)
+
+
+def test_validators() -> None:
+    assert codec.expect_uint(0) == 0
+    assert codec.expect_int(-3) == -3
+    assert codec.expect_bool(False) is False
+    assert codec.expect_str("x") == "x"
+    assert codec.expect_bytes(b"x") == b"x"
+    assert codec.expect_list([1, 2], 2) == [1, 2]
+    for check, bad in [
+        (codec.expect_uint, -1),
+        (codec.expect_uint, True),
+        (codec.expect_int, False),
+        (codec.expect_bool, 1),
+        (codec.expect_str, b"x"),
+        (codec.expect_bytes, "x"),
+        (codec.expect_list, (1,)),
+    ]:
+        with pytest.raises(DecodeError):
+            check(bad)
+    with pytest.raises(DecodeError):
+        codec.expect_list([1], 2)

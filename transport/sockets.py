@@ -1,0 +1,612 @@
+"""Thin, explicit wrappers over pyzmq for the actors' socket loops.
+
+Shape: each actor binds one ROUTER (`Inbox`) and connects a DEALER
+(`PeerLink`) to each ROUTER it talks to; `Peers` is the Raft actor's set of
+links to the other nodes. Peer messages go one way on each link (A's DEALER
+-> B's ROUTER, B's answer on B's DEALER -> A's ROUTER); only clients get
+answers back through the ROUTER (`Inbox.reply`).
+
+Rules every wrapper follows, because an actor's loop must never stop:
+
+- Nothing blocks. Sends are NOBLOCK; a full queue or an unknown identity is
+  a counted drop (SendDrops), never an exception or a wait. Raft tolerates
+  loss; it does not tolerate a leader stuck on a dead follower.
+- Nothing received raises. Bad frames are counted in DropCounters (see
+  envelope.py) and skipped.
+- LINGER is 0: close() and process exit never wait for unsent messages.
+- One thread per wrapper: zmq sockets are not thread-safe, so each Inbox,
+  PeerLink, Peers and Poller belongs to the thread that runs the actor loop
+  (DESIGN 6 says to prefer that single thread anyway).
+
+One zmq.Context per process (`context()`). A context must not cross a
+fork(): start actor processes with multiprocessing's 'spawn' start method or
+with subprocess, never 'fork'. context() makes a fresh one in a forked child
+as a safety net, but sockets inherited from the parent stay unusable there.
+
+Security: every constructor takes `security`, None today. CURVE (SPEC 8)
+plugs in there, in `_apply_security`: server keys on an Inbox, client keys
+and the server's public key on a PeerLink, a ZAP handler for the allow-list.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import socket as pysocket
+import struct
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+import zmq
+
+from .counters import DropCounters, SendDrops
+from .endpoints import ipc_path
+from .envelope import Envelope
+
+# -- tuning -------------------------------------------------------------------
+# Values and why. HWMs count messages, not bytes (a queued AppendEntries may be
+# megabytes), so they bound memory only as HWM x message size.
+
+#: Inbox (ROUTER) queues, per connected peer. A ROUTER silently drops a reply
+#: to a peer whose queue holds SNDHWM messages (DESIGN 6); with
+#: ROUTER_MANDATORY set here it reports EAGAIN instead, which reply() counts
+#: as `hwm`. 10,000 is far above what one client or peer legitimately has in
+#: flight, so only a stalled receiver ever reaches it. On the receive side
+#: the actor drains every loop turn, so the queue is normally near empty; a
+#: full RCVHWM pushes back on that sender's TCP connection (its own HWM then
+#: drops), it loses nothing silently here.
+INBOX_SNDHWM = 10_000
+INBOX_RCVHWM = 10_000
+
+#: PeerLink (DEALER) send queue. Raft traffic to one peer is bounded by the
+#: core's flow control (max_inflight AppendEntries plus heartbeats and
+#: votes), far below 1,000; reaching it means the peer is stalled (SIGSTOP,
+#: a full disk), and queueing more would only cost memory and deliver stale
+#: messages later, so further sends are dropped and counted.
+LINK_SNDHWM = 1_000
+LINK_RCVHWM = 10_000
+
+#: Reconnect after 100 ms, backing off to 1 s: a restarted peer is reachable
+#: again well within an election timeout's order of magnitude, and a dead one
+#: costs one connection attempt a second.
+RECONNECT_IVL_MS = 100
+RECONNECT_IVL_MAX_MS = 1_000
+#: A TCP connect to a blackholed host gives up after 1 s (the OS default is
+#: minutes), so reconnection keeps trying at the pace above.
+CONNECT_TIMEOUT_MS = 1_000
+
+#: TCP keepalive: an idle connection to a crashed host is noticed after about
+#: 10 + 3 x 2 = 16 s, so the DEALER reconnects instead of queueing forever.
+TCP_KEEPALIVE_IDLE_S = 10
+TCP_KEEPALIVE_INTVL_S = 2
+TCP_KEEPALIVE_CNT = 3
+
+#: ZMTP heartbeats (libzmq PING/PONG), also on busy and ipc connections,
+#: where TCP keepalive says nothing. The timeout is long so that one large
+#: AppendEntries crossing a slow link is not mistaken for a dead peer.
+HEARTBEAT_IVL_MS = 1_000
+HEARTBEAT_TIMEOUT_MS = 10_000
+
+#: Default cap for drain(): bounds one loop turn's latency and memory while
+#: still batching many messages per core step. Not larger: decoded messages
+#: that carry entries are many small objects, and holding 10,000 of them at
+#: once made CPython's cyclic GC cost 4x the decoding itself (measured:
+#: 164 vs 36 us per 64-entry AppendEntries; 1,000: 69 us; see the report in
+#: bench/micro_transport.py --gc-gen0).
+DEFAULT_DRAIN = 1_024
+
+_MONITOR_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+_HANDSHAKE_FAILED = _MONITOR_EVENTS & ~zmq.EVENT_DISCONNECTED
+
+# -- the process-wide context --------------------------------------------------
+
+_context: zmq.Context | None = None
+_context_pid: int | None = None
+_inherited: list[zmq.Context] = []  # forked-in contexts, kept alive so no __del__ touches them
+_context_lock = threading.Lock()
+
+
+def context() -> zmq.Context:
+    """The process's one zmq.Context, created on first use.
+
+    One context per process: sockets of one context share its I/O thread,
+    and inproc:// only works within one. A child made by fork() gets a new
+    one (the parent's is left untouched: terminating it there would hang).
+    """
+    global _context, _context_pid
+    ctx = _context
+    if ctx is not None and _context_pid == os.getpid() and not ctx.closed:
+        return ctx
+    with _context_lock:
+        if _context is not None and _context_pid != os.getpid():
+            _inherited.append(_context)
+        if _context is None or _context_pid != os.getpid() or _context.closed:
+            _context = zmq.Context()
+            _context_pid = os.getpid()
+        return _context
+
+
+def terminate_context() -> None:
+    """Destroy the process's context (closing any socket still open, with
+    LINGER 0). For orderly shutdown and tests; context() makes a new one."""
+    global _context
+    with _context_lock:
+        ctx, _context = _context, None
+        if ctx is not None and _context_pid == os.getpid() and not ctx.closed:
+            ctx.destroy(linger=0)
+
+
+def library_versions() -> dict[str, str]:
+    """pyzmq and libzmq versions, for benchmark and status reports (so that
+    nothing outside transport/ imports zmq for them)."""
+    return {"pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()}
+
+
+# -- socket options ------------------------------------------------------------
+
+def _apply_security(sock: zmq.Socket, security: object | None, *, server: bool) -> None:
+    """The seam for CURVE (SPEC 8, a later issue). None: plain ZMTP."""
+    if security is not None:
+        raise NotImplementedError("CURVE security is not implemented yet (SPEC 8)")
+
+
+def _configure(sock: zmq.Socket, *, sndhwm: int, rcvhwm: int, max_message_bytes: int) -> None:
+    """Options every sandzmq socket gets (values documented above)."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    # libzmq discards a larger incoming frame (and closes that connection)
+    # before it is ever copied into Python.
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, TCP_KEEPALIVE_IDLE_S)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, TCP_KEEPALIVE_INTVL_S)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, TCP_KEEPALIVE_CNT)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+
+
+def _ipc_in_use(path: str) -> bool:
+    """True if a live process listens on the Unix socket at `path`.
+
+    libzmq's ipc bind unlinks whatever file is there, which is right for a
+    stale file left by a crash but would silently steal the address from a
+    running process (say, the same node started twice), where a tcp bind
+    fails with EADDRINUSE. A plain connect() tells the two apart.
+    """
+    if not os.path.exists(path):
+        return False
+    with pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False  # refused (stale file) or not a socket: ours to take
+    return True
+
+
+def _os_error(e: zmq.ZMQError, what: str) -> OSError:
+    """A bind/connect failure as an OSError (errno kept), so that callers
+    outside transport/ can handle "address in use" without importing zmq."""
+    return OSError(e.errno, f"{what}: {e.strerror}")
+
+
+def _identity_bytes(identity: str | bytes) -> bytes:
+    """A ZMQ routing id: 1 to 255 bytes, not starting with NUL (reserved by libzmq)."""
+    ident = identity.encode() if isinstance(identity, str) else bytes(identity)
+    if not 0 < len(ident) <= 255 or ident[0] == 0:
+        raise ValueError(f"identity must be 1-255 bytes not starting with NUL: {identity!r}")
+    return ident
+
+
+# -- receiving -----------------------------------------------------------------
+
+def drain(sock: zmq.Socket, max_messages: int = DEFAULT_DRAIN) -> list[list[bytes]]:
+    """Every message waiting on `sock` (up to max_messages), without blocking.
+
+    The actors' batching primitive: the Raft actor drains all its sockets
+    before stepping the core once, so many commands become one batch.
+    Returns raw multipart messages; one Again ends the loop.
+    """
+    out: list[list[bytes]] = []
+    recv = sock.recv_multipart
+    flags = zmq.NOBLOCK
+    append = out.append
+    try:
+        for _ in range(max_messages):
+            append(recv(flags))
+    except zmq.Again:
+        pass
+    return out
+
+
+class _HasSocket(Protocol):
+    @property
+    def socket(self) -> zmq.Socket: ...
+
+
+class Poller:
+    """Waits on several Inboxes/PeerLinks (or raw fds) with a timeout: the
+    actor's only blocking call, and its timer (pass the time to the next
+    tick)."""
+
+    __slots__ = ("_poller", "_by_socket")
+
+    def __init__(self, sources: Iterable[_HasSocket | int] = ()) -> None:
+        self._poller = zmq.Poller()
+        self._by_socket: dict[Any, Any] = {}
+        for s in sources:
+            self.register(s)
+
+    def register(self, source: _HasSocket | int) -> None:
+        """Wake on input from `source`: an object with a .socket, or an fd."""
+        key = source if isinstance(source, int) else source.socket
+        self._by_socket[key] = source
+        self._poller.register(key, zmq.POLLIN)
+
+    def unregister(self, source: _HasSocket | int) -> None:
+        key = source if isinstance(source, int) else source.socket
+        self._by_socket.pop(key, None)
+        self._poller.unregister(key)
+
+    def wait(self, timeout_ms: float | None) -> list[Any]:
+        """The sources with input, after at most timeout_ms (None: forever;
+        a negative timeout is treated as 0, a deadline already passed)."""
+        if timeout_ms is not None:
+            # Round up: zmq takes whole ms, and rounding 0.4 ms down to 0
+            # would spin until the deadline instead of sleeping to it.
+            timeout_ms = math.ceil(timeout_ms) if timeout_ms > 0 else 0
+        by_socket = self._by_socket
+        return [by_socket[s] for s, _ in self._poller.poll(timeout_ms)]
+
+
+# -- the ROUTER ------------------------------------------------------------------
+
+class Inbox:
+    """A bound ROUTER: receives (identity, message) pairs from any number of
+    DEALERs, and replies to an identity (client answers).
+
+    - ROUTER_MANDATORY: a reply to a full queue or an unknown identity
+      reports an error (counted as `hwm` / `unroutable`) instead of
+      vanishing.
+    - ROUTER_HANDOVER: a peer that restarts with the same identity takes it
+      over at once, instead of being refused while its dead predecessor's
+      connection lingers (after a host crash that can be minutes).
+      Identities must therefore be unique among the DEALERs connected to
+      one ROUTER (a node id for peers, "n1/raft"-style ids inside a node).
+    - MAXMSGSIZE = max_frame_bytes: larger frames never reach Python; see
+      DropCounters.disconnects for how they show up.
+    - A socket monitor counts failed handshakes and disconnects; its events
+      are read on each drain() and by `drops`, so it adds no wake-ups.
+    """
+
+    __slots__ = ("envelope", "send_drops", "_sock", "_monitor", "_address")
+
+    def __init__(
+        self,
+        address: str,
+        envelope: Envelope,
+        *,
+        sndhwm: int = INBOX_SNDHWM,
+        rcvhwm: int = INBOX_RCVHWM,
+        max_frame_bytes: int | None = None,
+        monitor: bool = True,
+        send_drops: SendDrops | None = None,
+        security: object | None = None,
+    ) -> None:
+        """Bind at `address` (tcp://host:port, port 0 or * for any; or
+        ipc://path, whose directory is created). max_frame_bytes defaults to
+        the envelope's limit; raising it lets oversized frames reach Python,
+        where they are counted precisely as `oversized`, at the cost of
+        buffering them."""
+        self.envelope = envelope
+        self.send_drops = send_drops if send_drops is not None else SendDrops()
+        self._monitor: zmq.Socket | None = None
+        sock = context().socket(zmq.ROUTER)
+        try:
+            _configure(
+                sock,
+                sndhwm=sndhwm,
+                rcvhwm=rcvhwm,
+                max_message_bytes=max_frame_bytes or envelope.max_message_bytes,
+            )
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            _apply_security(sock, security, server=True)
+            if monitor:
+                self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+            path = ipc_path(address)
+            if path is not None:
+                if os.path.dirname(path):
+                    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                if _ipc_in_use(path):
+                    raise OSError(errno.EADDRINUSE, f"cannot bind {address}: a live process is listening there")
+            try:
+                sock.bind(address)
+            except zmq.ZMQError as e:
+                raise _os_error(e, f"cannot bind {address}") from e
+            self._address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        except BaseException:
+            self._close_sockets(sock)
+            raise
+        self._sock = sock
+
+    @property
+    def address(self) -> str:
+        """The bound endpoint, with the real port when bound to port 0 or *."""
+        return self._address
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The ROUTER, for a Poller."""
+        return self._sock
+
+    @property
+    def drops(self) -> DropCounters:
+        """Inbound drops (the envelope's counters), monitor events included."""
+        self._count_monitor_events()
+        return self.envelope.drops
+
+    def drain(self, max_messages: int = DEFAULT_DRAIN) -> list[tuple[bytes, Any]]:
+        """(sender identity, decoded message) for everything waiting; bad
+        frames are counted and skipped. Never blocks, never raises on input."""
+        raw = drain(self._sock, max_messages)
+        decode = self.envelope.decode
+        out: list[tuple[bytes, Any]] = []
+        for frames in raw:
+            if len(frames) != 2:  # a multi-part message: not ours
+                self.envelope.drops.malformed += 1
+                continue
+            msg = decode(frames[1])
+            if msg is not None:
+                out.append((frames[0], msg))
+        if self._monitor is not None:
+            self._count_monitor_events()
+        return out
+
+    def reply(self, identity: bytes, msg: object) -> bool:
+        """Send `msg` to the DEALER `identity`. False (and counted) if it is
+        gone or its queue is full."""
+        return self.reply_frame(identity, self.envelope.encode(msg))
+
+    def reply_frame(self, identity: bytes, frame: bytes) -> bool:
+        """Send an already encoded frame; for one message to many clients."""
+        try:
+            self._sock.send_multipart((identity, frame), zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.send_drops.hwm += 1
+        except zmq.ZMQError as e:
+            if e.errno == zmq.EHOSTUNREACH:
+                self.send_drops.unroutable += 1
+            elif e.errno in (zmq.ENOTSOCK, zmq.ETERM):
+                self.send_drops.closed += 1
+            else:
+                raise
+        return False
+
+    def _count_monitor_events(self) -> None:
+        mon = self._monitor
+        if mon is None or mon.closed:
+            return
+        drops = self.envelope.drops
+        while int(mon.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            frames = mon.recv_multipart()
+            event = struct.unpack_from("=H", frames[0])[0]
+            if event == zmq.EVENT_DISCONNECTED:
+                drops.disconnects += 1
+            elif event & _HANDSHAKE_FAILED:
+                drops.handshake_failed += 1
+
+    def _close_sockets(self, sock: zmq.Socket) -> None:
+        if self._monitor is not None:
+            try:
+                self._count_monitor_events()
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._monitor.close(linger=0)
+            self._monitor = None
+        sock.close(linger=0)
+
+    def close(self) -> None:
+        """Close the socket (LINGER 0: pending replies are discarded). Idempotent."""
+        if not self._sock.closed:
+            self._close_sockets(self._sock)
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- the DEALER ------------------------------------------------------------------
+
+class PeerLink:
+    """A DEALER connected to one remote ROUTER: a non-blocking outbox, and
+    for clients also the way answers come back.
+
+    `immediate` (ZMQ_IMMEDIATE) decides what happens while there is no
+    connection: True drops at once (Raft peers: stale traffic to a dead
+    node is worthless and Raft retries anyway); False (the default) queues
+    up to SNDHWM until the connection is up, so a client's first request is
+    not lost to the TCP handshake.
+    """
+
+    __slots__ = ("envelope", "send_drops", "remote", "_sock")
+
+    def __init__(
+        self,
+        address: str,
+        envelope: Envelope,
+        identity: str | bytes | None = None,
+        *,
+        immediate: bool = False,
+        sndhwm: int = LINK_SNDHWM,
+        rcvhwm: int = LINK_RCVHWM,
+        send_drops: SendDrops | None = None,
+        security: object | None = None,
+    ) -> None:
+        """Connect to the ROUTER at `address` (tcp:// or ipc://). `identity`
+        (the local node/process id) is how the ROUTER knows us; None lets
+        libzmq pick one, which is fine for a client that only gets replies."""
+        self.envelope = envelope
+        self.send_drops = send_drops if send_drops is not None else SendDrops()
+        self.remote = address
+        sock = context().socket(zmq.DEALER)
+        try:
+            _configure(sock, sndhwm=sndhwm, rcvhwm=rcvhwm, max_message_bytes=envelope.max_message_bytes)
+            if identity is not None:
+                sock.setsockopt(zmq.ROUTING_ID, _identity_bytes(identity))
+            sock.setsockopt(zmq.IMMEDIATE, 1 if immediate else 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+            sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
+            _apply_security(sock, security, server=False)
+            try:
+                sock.connect(address)
+            except zmq.ZMQError as e:
+                raise _os_error(e, f"cannot connect to {address}") from e
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self._sock = sock
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The DEALER, for a Poller."""
+        return self._sock
+
+    def send(self, msg: object) -> bool:
+        """Encode and send without blocking. False (and counted) if dropped."""
+        return self.send_frame(self.envelope.encode(msg))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Send an already encoded frame without blocking."""
+        try:
+            self._sock.send(frame, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.send_drops.hwm += 1
+        except zmq.ZMQError as e:
+            if e.errno in (zmq.ENOTSOCK, zmq.ETERM):
+                self.send_drops.closed += 1
+            else:
+                raise
+        return False
+
+    def writable(self, timeout_ms: float) -> bool:
+        """Wait until a send would not be dropped for a full queue. For tools
+        and benchmarks that prefer backpressure to loss; an actor must not
+        call it (it blocks on a dead peer, which is the point of dropping)."""
+        return bool(self._sock.poll(timeout_ms, zmq.POLLOUT))
+
+    def drain(self, max_messages: int = DEFAULT_DRAIN) -> list[Any]:
+        """Decoded messages waiting (answers from the ROUTER); bad frames
+        are counted and skipped."""
+        decode = self.envelope.decode
+        out: list[Any] = []
+        for frames in drain(self._sock, max_messages):
+            if len(frames) != 1:
+                self.envelope.drops.malformed += 1
+                continue
+            msg = decode(frames[0])
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    def close(self) -> None:
+        """Close at once (LINGER 0: queued messages are discarded). Idempotent."""
+        self._sock.close(linger=0)
+
+    def __enter__(self) -> PeerLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Peers:
+    """The Raft actor's links to the other nodes, keyed by node id.
+
+    Links use IMMEDIATE (see PeerLink) and share one SendDrops, so the
+    actor reports one number; membership changes call connect/disconnect.
+    """
+
+    __slots__ = ("envelope", "identity", "send_drops", "_links", "_options")
+
+    def __init__(
+        self,
+        envelope: Envelope,
+        identity: str | bytes,
+        addresses: Mapping[str, str] | None = None,
+        *,
+        security: object | None = None,
+        **link_options: Any,
+    ) -> None:
+        """`identity` is this node's (or process's) id, presented to every
+        peer; `addresses` maps node id -> raft address; `link_options` go to
+        each PeerLink (sndhwm, rcvhwm, immediate)."""
+        self.envelope = envelope
+        self.identity = identity
+        self.send_drops = SendDrops()
+        self._links: dict[str, PeerLink] = {}
+        self._options = {"immediate": True, "security": security, **link_options}
+        try:
+            for node_id, address in (addresses or {}).items():
+                self.connect(node_id, address)
+        except BaseException:
+            self.close()
+            raise
+
+    def connect(self, node_id: str, address: str) -> None:
+        """Link to `node_id` at `address`, replacing any link it had."""
+        self.disconnect(node_id)
+        self._links[node_id] = PeerLink(
+            address, self.envelope, self.identity, send_drops=self.send_drops, **self._options
+        )
+
+    def disconnect(self, node_id: str) -> None:
+        """Drop the link to `node_id` (no-op if none)."""
+        link = self._links.pop(node_id, None)
+        if link is not None:
+            link.close()
+
+    def send(self, node_id: str, msg: object) -> bool:
+        """Send `msg` to `node_id` without blocking; False (and counted as
+        `unroutable`) if there is no link to it, or if it was dropped."""
+        link = self._links.get(node_id)
+        if link is None:
+            self.send_drops.unroutable += 1
+            return False
+        return link.send(msg)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._links
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._links)
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def link(self, node_id: str) -> PeerLink:
+        """The link to `node_id` (KeyError if none)."""
+        return self._links[node_id]
+
+    def close(self) -> None:
+        """Close every link. Idempotent."""
+        for node_id in list(self._links):
+            self.disconnect(node_id)
+
+    def __enter__(self) -> Peers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
