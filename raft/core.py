@@ -169,7 +169,7 @@ class RaftCore:
         self.term = hs.term
         self.vote = hs.vote
         self.commit = hs.commit
-        self.applied = min(applied, self.commit)
+        self.applied = applied  # entries up to it were applied, so they are committed
         self.role = Role.FOLLOWER
         self.leader: str | None = None
 
@@ -215,6 +215,8 @@ class RaftCore:
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         first = self.log.last_index + 1
+        if not commands:
+            return first
         term = self.term
         self._append_local([Entry(first + i, term, data) for i, data in enumerate(commands)])
         return first
@@ -238,6 +240,15 @@ class RaftCore:
                 self._outbox.append(message)
         if self.role is Role.LEADER:
             self._maybe_commit()
+
+    def set_applied(self, index: int) -> None:
+        """The state machine is at `index`: hand out committed entries after it.
+
+        For an apply actor that restarted (it is behind what was handed out) or
+        that outlived a restart of the node's Raft actor (it is ahead; entries
+        up to `index` are committed, since they were applied).
+        """
+        self.applied = index
 
     def step(self, m: Message) -> None:
         """Process one message from a peer (or a released message to self)."""
@@ -288,13 +299,27 @@ class RaftCore:
         return Ready(messages, write, committed, role_changed)
 
     def has_ready(self) -> bool:
+        """Whether ready() would return anything: call ready() until this is False."""
         return bool(
             self._outbox
             or self._role_changed
             or self._unpersisted_from is not None
             or self._hard_state_changed()
             or min(self.commit, self.durable_index) > self.applied
+            or (self.role is Role.LEADER and self._has_replication_work())
         )
+
+    def _has_replication_work(self) -> bool:
+        """Would _replicate() send anything: entries a follower lacks and its
+        window allows, or a commit index it has not been told?"""
+        last = self.log.last_index
+        commit = self.commit
+        for pr in self.progress.values():
+            if pr.next <= last and not pr.is_paused():
+                return True
+            if pr.commit_sent < min(pr.match, commit):
+                return True
+        return False
 
     # ------------------------------------------------------------------ queries
 
@@ -462,7 +487,14 @@ class RaftCore:
 
     def _handle_append(self, m: AppendEntries) -> None:
         if m.prev_index < self.commit:
-            # Everything up to our commit index is settled; acknowledge what we hold.
+            # Everything up to our commit index is settled: acknowledge what we
+            # hold (as etcd-io/raft does). A leader of this term cannot disagree
+            # with a committed entry (leader completeness); if one does, say so.
+            for entry in m.entries:
+                if entry.index > self.commit:
+                    break
+                if self.log.term(entry.index) != entry.term:
+                    raise SafetyViolation(f"{self.id}: {m.src} contradicts committed entry {entry.index}")
             self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=self.commit))
             return
         if not self.log.match_term(m.prev_index, m.prev_term):
@@ -478,9 +510,7 @@ class RaftCore:
             return
         last_new = m.prev_index + len(m.entries)
         conflict = self.log.find_conflict(m.entries)
-        if conflict:
-            if conflict <= self.commit:
-                raise SafetyViolation(f"{self.id}: entry {conflict} conflicts with a committed entry")
+        if conflict:  # (always past prev_index >= commit: committed entries are never replaced)
             self._append_local(m.entries[conflict - m.entries[0].index :])
         self._commit_to(min(m.commit, last_new))
         self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=last_new))
@@ -515,7 +545,9 @@ class RaftCore:
     def _persist_stalled(self) -> bool:
         if not self._pending_writes:
             return False
-        limit = self.config.persist_timeout_ticks or self.config.election_ticks[1]
+        limit = self.config.persist_timeout_ticks
+        if limit is None:
+            limit = self.config.election_ticks[1]
         return self._ticks - self._pending_writes[0].issued_tick > limit
 
     def _broadcast_heartbeat(self) -> None:
@@ -646,14 +678,11 @@ class RaftCore:
         Everything else waits for the writes issued so far, and for the write
         the next Ready will issue if term, vote or entries changed.
         """
-        if self.role is Role.LEADER and isinstance(m, (AppendEntries, Heartbeat)) and m.dst != self.id:
+        if self.role is Role.LEADER and isinstance(m, (AppendEntries, Heartbeat)):
             self._outbox.append(m)
             return
         needed = self._next_write_id if self._durability_pending() else self._next_write_id - 1
         if needed <= self._persisted_id:
-            if m.dst == self.id:
-                self.step(m)
-            else:
-                self._outbox.append(m)
+            self._outbox.append(m)  # (messages to self always wait: they carry a new vote)
         else:
             self._held.append((needed, m))
