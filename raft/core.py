@@ -163,7 +163,7 @@ class RaftCore:
         self.config = config or CoreConfig()
         self._rng = random.Random(seed if seed is not None else node_id)
         hs = hard_state or HardState()
-        self.log = log or MemoryLog()
+        self.log = log if log is not None else MemoryLog()
         if hs.commit > self.log.last_index:
             raise SafetyViolation(f"commit index {hs.commit} beyond the last log index {self.log.last_index}")
         self.term = hs.term

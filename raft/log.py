@@ -5,25 +5,59 @@ entries live on disk is the log-store's business: the core says what to
 persist in each Ready and learns what became durable through
 RaftCore.persisted(). Log compaction (snapshots, a later issue) moves
 `base_index`/`base_term` forward; today they stay at (0, 0).
+
+Memory stays bounded without snapshots: the owner may `trim()` old entries
+out of memory once they are durable and committed, and reads below the
+in-memory tail then go to a `cold` reader (the Raft actor passes a reader of
+the log-store's write-ahead log). Only a follower that lags far behind causes
+such reads; the fast path (new entries, recent acknowledgements) never does.
+The core stays free of I/O in the sense that matters: it makes no decision
+about files, and the simulation runs it entirely in memory.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from .messages import Entry
 
 
+class ColdReader(Protocol):
+    """Durable entries that are no longer held in memory."""
+
+    def entries(self, lo: int, hi: int) -> list[Entry]: ...
+
+    def term_at(self, index: int) -> int | None: ...
+
+
 class MemoryLog:
-    """Entries (base_index, last_index], indexed by position for O(1) access."""
+    """Entries (base_index, last_index]: those after `mem_base` in a list indexed
+    by position for O(1) access, older ones (once trimmed) through `cold`."""
 
-    __slots__ = ("base_index", "base_term", "_entries")
+    __slots__ = ("base_index", "base_term", "_entries", "_mem_base", "_mem_base_term", "_cold")
 
-    def __init__(self, entries: Iterable[Entry] = (), base_index: int = 0, base_term: int = 0) -> None:
+    def __init__(
+        self,
+        entries: Iterable[Entry] = (),
+        base_index: int = 0,
+        base_term: int = 0,
+        *,
+        cold: ColdReader | None = None,
+        mem_base: int | None = None,
+        mem_base_term: int | None = None,
+    ) -> None:
+        """`entries` start after `mem_base` (default: base_index); entries in
+        (base_index, mem_base] must then be readable from `cold`."""
         self.base_index = base_index
         self.base_term = base_term
+        self._cold = cold
+        self._mem_base = base_index if mem_base is None else mem_base
+        self._mem_base_term = base_term if mem_base is None else mem_base_term
+        if self._mem_base > base_index and (cold is None or mem_base_term is None):
+            raise ValueError("entries below the in-memory tail need a cold reader and mem_base_term")
         self._entries: list[Entry] = list(entries)
         for offset, entry in enumerate(self._entries):
-            if entry.index != base_index + 1 + offset:
+            if entry.index != self._mem_base + 1 + offset:
                 raise ValueError(f"log entries are not consecutive at index {entry.index}")
 
     @property
@@ -32,19 +66,28 @@ class MemoryLog:
 
     @property
     def last_index(self) -> int:
-        return self.base_index + len(self._entries)
+        return self._mem_base + len(self._entries)
 
     @property
     def last_term(self) -> int:
-        return self._entries[-1].term if self._entries else self.base_term
+        return self._entries[-1].term if self._entries else self._mem_base_term
+
+    @property
+    def memory_first_index(self) -> int:
+        """The first index held in memory."""
+        return self._mem_base + 1
 
     def term(self, index: int) -> int | None:
         """The term of the entry at `index`, or None where the log has no such entry."""
+        offset = index - self._mem_base - 1
+        if offset >= 0:
+            return self._entries[offset].term if offset < len(self._entries) else None
+        if index == self._mem_base:
+            return self._mem_base_term
         if index == self.base_index:
             return self.base_term
-        offset = index - self.base_index - 1
-        if 0 <= offset < len(self._entries):
-            return self._entries[offset].term
+        if index > self.base_index and self._cold is not None:
+            return self._cold.term_at(index)
         return None
 
     def match_term(self, index: int, term: int) -> bool:
@@ -59,13 +102,20 @@ class MemoryLog:
     def entries(self, lo: int, hi: int, max_entries: int | None = None, max_bytes: int | None = None) -> list[Entry]:
         """Entries [lo, hi), at most max_entries, and cut at max_bytes of data
         (always at least one entry, so a huge entry still makes progress)."""
-        start = max(lo, self.first_index) - self.base_index - 1
-        stop = min(hi, self.last_index + 1) - self.base_index - 1
+        lo = max(lo, self.first_index)
+        hi = min(hi, self.last_index + 1)
         if max_entries is not None:
-            stop = min(stop, start + max_entries)
-        if stop <= start:
+            hi = min(hi, lo + max_entries)
+        if hi <= lo:
             return []
-        batch = self._entries[start:stop]
+        mem_base = self._mem_base
+        if lo > mem_base:
+            batch = self._entries[lo - mem_base - 1 : hi - mem_base - 1]
+        else:
+            assert self._cold is not None  # mem_base > base_index only with a cold reader
+            batch = self._cold.entries(lo, min(hi, mem_base + 1))
+            if hi > mem_base + 1:
+                batch = batch + self._entries[: hi - mem_base - 1]
         if max_bytes is not None:
             size = 0
             for count, entry in enumerate(batch):
@@ -91,8 +141,8 @@ class MemoryLog:
         """
         index = min(index, self.last_index)
         while index > self.base_index:
-            entry_term = self._entries[index - self.base_index - 1].term
-            if entry_term <= term:
+            entry_term = self.term(index)
+            if entry_term is not None and entry_term <= term:
                 return index, entry_term
             index -= 1
         return self.base_index, self.base_term
@@ -102,10 +152,27 @@ class MemoryLog:
         if not entries:
             return
         first = entries[0].index
-        if first > self.last_index + 1 or first <= self.base_index:
-            raise ValueError(f"append at {first} does not fit a log of ({self.base_index}, {self.last_index}]")
-        del self._entries[first - self.base_index - 1 :]
+        if first > self.last_index + 1 or first <= self._mem_base:
+            raise ValueError(
+                f"append at {first} does not fit the writable log ({self._mem_base}, {self.last_index}]"
+            )
+        del self._entries[first - self._mem_base - 1 :]
         self._entries.extend(entries)
 
+    def trim(self, upto: int) -> int:
+        """Drop entries up to `upto` from memory; they stay readable through the
+        cold reader. Only for entries that are durable and committed (the
+        caller's promise: such entries are never rewritten). Returns how many
+        entries left memory."""
+        if self._cold is None:
+            raise ValueError("trimming needs a cold reader")
+        count = min(upto, self.last_index) - self._mem_base
+        if count <= 0:
+            return 0
+        self._mem_base_term = self._entries[count - 1].term
+        del self._entries[:count]
+        self._mem_base += count
+        return count
+
     def __len__(self) -> int:
-        return len(self._entries)
+        return self.last_index - self.base_index

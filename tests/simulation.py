@@ -22,6 +22,7 @@ Everything is driven by one seed, so any failure replays exactly:
 
     python tests/simulation.py --seed 1234 --verbose
     python tests/simulation.py --seeds 0:20000          # a soak
+    python tests/simulation.py --mutate commit-rule     # does it catch a deliberate bug?
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ import heapq
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import Pool
+from multiprocessing import get_context
 
 from sandzmq.raft import (
     CoreConfig,
@@ -42,6 +44,7 @@ from sandzmq.raft import (
     Message,
     NotLeader,
     RaftCore,
+    RequestVoteResponse,
     Role,
 )
 
@@ -59,23 +62,48 @@ class Faults:
     max_delay: float = 1.0  # ticks; a random delay in [0.05, max_delay] reorders messages
     max_disk_delay: float = 1.0  # ticks until a write is durable
     crash: float = 0.0  # per tick, for the whole cluster
+    crash_leader: float = 0.0  # per tick: the leader crashes
+    crash_after_event: float = 0.0  # per event a node handles: it crashes right after
+                                    # (messages sent, disk write not yet complete)
+    late: float = 0.0  # per message: a copy also arrives 5 to 40 ticks later
     partition: float = 0.0  # per tick: start a random partition or heal it
 
     @classmethod
     def draw(cls, rng: random.Random) -> "Faults":
-        level = rng.choice(["calm", "lossy", "chaotic", "crashy"])
+        level = rng.choice(["calm", "lossy", "chaotic", "crashy", "storm"])
+        if level == "storm":
+            # Short-lived leaders and voters that forget: what Figure 8 and a
+            # vote lost in a crash need to show up.
+            return cls(
+                drop=rng.choice([0.0, 0.05]),
+                max_delay=rng.choice([0.5, 2.0]),
+                max_disk_delay=rng.choice([0.5, 2.0]),
+                crash=rng.choice([0.02, 0.05]),
+                crash_leader=rng.choice([0.05, 0.1]),
+                crash_after_event=rng.choice([0.005, 0.02]),
+                late=rng.choice([0.01, 0.05]),
+            )
         if level == "calm":
             return cls(max_delay=rng.choice([0.5, 1.0]), max_disk_delay=rng.choice([0.2, 1.0]))
         if level == "lossy":
             return cls(drop=rng.choice([0.05, 0.2]), duplicate=rng.choice([0.0, 0.05]), max_delay=rng.choice([1.0, 3.0]))
         if level == "crashy":
-            return cls(drop=0.02, max_delay=1.0, max_disk_delay=rng.choice([0.5, 2.0]), crash=rng.choice([0.01, 0.03]))
+            return cls(
+                drop=0.02,
+                max_delay=rng.choice([1.0, 3.0]),
+                max_disk_delay=rng.choice([0.5, 2.0]),
+                crash=rng.choice([0.0, 0.01, 0.03]),
+                crash_leader=rng.choice([0.01, 0.03]),
+                crash_after_event=rng.choice([0.0, 0.002, 0.01]),
+            )
         return cls(
             drop=rng.choice([0.05, 0.1, 0.3]),
             duplicate=rng.choice([0.02, 0.1]),
             max_delay=rng.choice([1.0, 3.0, 6.0]),
             max_disk_delay=rng.choice([0.2, 1.0, 2.0]),
             crash=rng.choice([0.0, 0.01, 0.02]),
+            crash_leader=rng.choice([0.0, 0.01]),
+            crash_after_event=rng.choice([0.0, 0.002]),
             partition=rng.choice([0.0, 0.02, 0.05]),
         )
 
@@ -93,6 +121,21 @@ class Disk:
             self.entries.extend(entries)
         if hard_state is not None:
             self.hard_state = HardState(hard_state.term, hard_state.vote, hard_state.commit)
+
+
+class DiskReader:
+    """The cold reader of a node's log: entries trimmed from memory are read
+    back from its disk, as the Raft actor reads them from the WAL."""
+
+    def __init__(self, disk: Disk) -> None:
+        self.disk = disk
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        return self.disk.entries[lo - 1 : hi - 1]
+
+    def term_at(self, index: int) -> int | None:
+        entries = self.disk.entries
+        return entries[index - 1].term if 0 < index <= len(entries) else None
 
 
 @dataclass
@@ -149,6 +192,7 @@ class Simulation:
         self.leaders: dict[int, str] = {}
         self.written: dict[tuple[int, int], tuple[bytes, int, int]] = {}  # (index, term) -> (data, kind, prev term)
         self.committed: dict[int, Entry] = {}  # index -> entry, from every node's applies
+        self.checked_commit = 0  # the highest leader commit index checked by _check_commit_survives
         self.committed_data: set[bytes] = set()
         self.outstanding: dict[bytes, float] = {}  # command proposed after the faults -> when last sent
         self.new_commands_left = 20
@@ -170,12 +214,20 @@ class Simulation:
     def _start(self, node: SimNode) -> None:
         disk = node.disk
         node.incarnation += 1
+        # Sometimes only a tail of the log is loaded, the rest read from disk on demand.
+        in_memory_from = self.rng.randint(0, disk.hard_state.commit) if self.rng.random() < 0.5 else 0
+        log = MemoryLog(
+            disk.entries[in_memory_from:],
+            cold=DiskReader(disk),
+            mem_base=in_memory_from,
+            mem_base_term=disk.entries[in_memory_from - 1].term if in_memory_from else 0,
+        )
         node.core = RaftCore(
             node.id,
             self.ids,
             config=self.config,
             hard_state=HardState(disk.hard_state.term, disk.hard_state.vote, disk.hard_state.commit),
-            log=MemoryLog(disk.entries),
+            log=log,
             applied=0,
             seed=self.rng.randrange(1 << 30),
         )
@@ -191,7 +243,7 @@ class Simulation:
         node.core = None
         node.incarnation += 1  # in-flight disk writes and ticks of the old incarnation are void
         self.stats["crashes"] += 1
-        self._schedule(self.now + self.rng.uniform(5, 40), "restart", node.id, node.incarnation)
+        self._schedule(self.now + self.rng.uniform(0.5, 30), "restart", node.id, node.incarnation)
 
     def _connected(self, a: str, b: str) -> bool:
         return self.partition.get(a, 0) == self.partition.get(b, 0)
@@ -213,6 +265,8 @@ class Simulation:
         copies = 2 if self.rng.random() < f.duplicate else 1
         for _ in range(copies):
             self._schedule(self.now + self.rng.uniform(0.05, f.max_delay), "deliver", m)
+        if self.rng.random() < f.late:
+            self._schedule(self.now + self.rng.uniform(5, 40), "deliver", m)
 
     # ------------------------------------------------------------------ driving
 
@@ -232,6 +286,12 @@ class Simulation:
             for entry in ready.committed:
                 self._check_applied(node, entry)
             self._check_leader(node)
+            self._check_commit_survives(node)
+            if self.rng.random() < 0.05:
+                # Keep a short tail in memory: older entries must come from disk.
+                core.log.trim(min(core.commit, core.durable_index) - self.rng.randint(0, 8))
+        if core is not None and self.faulty and self.rng.random() < self.faults.crash_after_event:
+            self._crash(node)
 
     def _handle(self, kind: str, payload: tuple) -> None:
         if kind == "deliver":
@@ -265,10 +325,13 @@ class Simulation:
 
     def _inject_faults(self) -> None:
         f = self.faults
-        if self.rng.random() < f.crash:
-            live = [n for n in self.nodes.values() if n.core is not None]
-            if live:
-                self._crash(self.rng.choice(live))
+        live = [n for n in self.nodes.values() if n.core is not None]
+        if live and self.rng.random() < f.crash:
+            self._crash(self.rng.choice(live))
+        if self.rng.random() < f.crash_leader:
+            leaders = [n for n in live if n.core is not None and n.core.role is Role.LEADER]
+            if leaders:
+                self._crash(leaders[0])
         if self.rng.random() < f.partition:
             if self.partition:
                 self.log("partition heals")
@@ -383,6 +446,39 @@ class Simulation:
         last = core.log.last_index
         node.leader_log_mark = (term, last, core.log.entries(last, last + 1)[0] if last else None)
 
+    def _check_commit_survives(self, node: SimNode) -> None:
+        """Leader completeness, checked ahead of time: when the commit index
+        advances, no node lacking the newest committed entry may be able to
+        collect a quorum of votes from the durable logs (what any crash leaves).
+        In Raft the committing quorum holds a current-term entry durably and so
+        refuses such a candidate; counting replicas of an older term's entry
+        (Figure 8) breaks exactly this, before any crash has to happen."""
+        core = node.core
+        commit = core.commit
+        if core.role is not Role.LEADER or commit <= self.checked_commit:
+            return
+        self.checked_commit = commit
+        term = core.log.term(commit)
+        durable_last = {n.id: (n.disk.entries[-1].index, n.disk.entries[-1].term) if n.disk.entries else (0, 0) for n in self.nodes.values()}
+        quorum = len(self.ids) // 2 + 1
+        for x in self.nodes.values():
+            campaign_logs = []
+            disk = x.disk.entries
+            if not (len(disk) >= commit and disk[commit - 1].term == term):
+                campaign_logs.append(durable_last[x.id])
+            if x.core is not None and x.core.log.term(commit) != term:
+                campaign_logs.append((x.core.log.last_index, x.core.log.last_term))
+            for last_index, last_term in campaign_logs:
+                votes = sum(
+                    1 for v_index, v_term in durable_last.values()
+                    if last_term > v_term or (last_term == v_term and last_index >= v_index)
+                )
+                if votes >= quorum:
+                    self._fail(
+                        f"leader completeness: {node.id} committed {commit} (term {term}) but {x.id}, "
+                        f"lacking it, could still win {votes} votes"
+                    )
+
     def _check_written(self, node: SimNode, entries: list[Entry]) -> None:
         core = node.core
         for entry in entries:
@@ -430,6 +526,53 @@ class Simulation:
             self._fail(f"liveness: nodes applied different counts {lengths} (commits {commits})")
 
 
+# ---------------------------------------------------------------------- mutations
+# Deliberate bugs, to show that the simulation catches them. Each patches the
+# core in this process (and in forked pool workers) and returns an undo.
+
+
+def _mutate_commit_rule() -> Callable[[], None]:
+    """Commit by counting replicas whatever the entry's term (Figure 8)."""
+    original = RaftCore._maybe_commit
+
+    def broken(self: RaftCore) -> None:
+        matches = sorted([self.durable_index, *(pr.match for pr in self.progress.values())], reverse=True)
+        candidate = matches[self.quorum - 1]
+        if candidate > self.commit:
+            self.commit = candidate
+
+    RaftCore._maybe_commit = broken
+    return lambda: setattr(RaftCore, "_maybe_commit", original)
+
+
+def _mutate_vote_check() -> Callable[[], None]:
+    """Grant votes without the up-to-date log check (paper 5.4.1)."""
+    original = MemoryLog.is_up_to_date
+    MemoryLog.is_up_to_date = lambda self, last_index, last_term: True
+    return lambda: setattr(MemoryLog, "is_up_to_date", original)
+
+
+def _mutate_vote_persistence() -> Callable[[], None]:
+    """Send a vote before it is durable."""
+    original = RaftCore._send
+
+    def hasty(self: RaftCore, m: Message) -> None:
+        if isinstance(m, RequestVoteResponse) and m.dst != self.id:
+            self._outbox.append(m)
+        else:
+            original(self, m)
+
+    RaftCore._send = hasty
+    return lambda: setattr(RaftCore, "_send", original)
+
+
+MUTATIONS: dict[str, Callable[[], Callable[[], None]]] = {
+    "commit-rule": _mutate_commit_rule,
+    "vote-check": _mutate_vote_check,
+    "vote-persistence": _mutate_vote_persistence,
+}
+
+
 def run_seed(seed: int) -> tuple[int, str | None, dict]:
     """Run one seed; returns (seed, failure or None, stats). For process pools."""
     try:
@@ -439,14 +582,17 @@ def run_seed(seed: int) -> tuple[int, str | None, dict]:
         return seed, str(exc), {}
 
 
-def run_seeds(seeds: range, processes: int = 2) -> tuple[list[tuple[int, str]], dict]:
+def run_seeds(seeds: range, processes: int = 2, stop_at_first: bool = False) -> tuple[list[tuple[int, str]], dict]:
     """Run many seeds over a process pool; returns the failures and summed stats."""
     failures: list[tuple[int, str]] = []
     totals: dict[str, int] = {}
-    with Pool(processes) as pool:
+    # fork, so that a mutation patched into this process reaches the workers
+    with get_context("fork").Pool(processes) as pool:
         for seed, failure, stats in pool.imap_unordered(run_seed, seeds, chunksize=16):
             if failure:
                 failures.append((seed, failure))
+                if stop_at_first:
+                    break
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0) + value
     failures.sort()
@@ -464,7 +610,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=_parse_range, default=range(0, 2000), help="START:STOP (default 0:2000)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--mutate", choices=sorted(MUTATIONS), help="break the core on purpose first")
     args = parser.parse_args()
+    if args.mutate:
+        MUTATIONS[args.mutate]()
     if args.seed is not None:
         sim = Simulation(args.seed, verbose=args.verbose)
         print(f"seed {args.seed}: {len(sim.ids)} nodes, {sim.faults}, {sim.config}")

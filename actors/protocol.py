@@ -1,0 +1,330 @@
+"""The node's messages: between its three actors, and with clients.
+
+Every class here is registered with the transport's envelope under a str tag,
+with a decoder that validates the body (raising DecodeError, which the
+envelope counts as `malformed`), so an actor receives either a well-formed
+object or nothing.
+
+A write travels:  client --ClientSubmit--> raft --LogWrite--> log-store
+                  log-store --LogDurable--> raft --ApplyBatch--> apply
+                  apply --ApplyResults--> raft --ClientReply--> client
+
+Entry payloads. The raft actor never parses a command: the client encodes
+each request as the exact bytes of a log entry (`encode_command` /
+`encode_read`), the raft actor proposes those bytes, and the apply actor
+decodes them. A command entry carries the client's session id and sequence
+number (exactly-once across retries, Raft dissertation 6.3) and the lowest
+sequence number the client still waits for, so the apply actor can forget
+older results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from sandzmq.raft.messages import Entry, HardState
+from sandzmq.transport import register
+from sandzmq.transport.codec import (
+    DecodeError,
+    decode_entries,
+    decode_hard_state,
+    encode_entries,
+    encode_hard_state,
+    expect_bool,
+    expect_bytes,
+    expect_list,
+    expect_str,
+    expect_uint,
+)
+
+# ---------------------------------------------------------------- entry payloads
+
+
+class PayloadKind(IntEnum):
+    COMMAND = 0  # [0, client_id, seq, first_incomplete, command]: StateMachine.apply
+    READ = 1  # [1, query]: StateMachine.query at this point of the log (linearizable read)
+
+
+def encode_command(client_id: bytes, seq: int, first_incomplete: int, command: bytes) -> bytes:
+    """The log entry for one client command."""
+    return msgpack.packb([PayloadKind.COMMAND, client_id, seq, first_incomplete, command])
+
+
+def encode_read(query: bytes) -> bytes:
+    """The log entry for a read that goes through the log (until ReadIndex)."""
+    return msgpack.packb([PayloadKind.READ, query])
+
+
+@dataclass(slots=True)
+class CommandPayload:
+    client_id: bytes
+    seq: int
+    first_incomplete: int
+    command: bytes
+
+
+@dataclass(slots=True)
+class ReadPayload:
+    query: bytes
+
+
+def decode_payload(data: bytes) -> CommandPayload | ReadPayload:
+    """Raises DecodeError for anything that is not a well-formed payload."""
+    try:
+        body = msgpack.unpackb(data)
+    except Exception as exc:  # msgpack raises several types
+        raise DecodeError(f"payload is not msgpack: {exc}") from None
+    if type(body) is not list or not body:
+        raise DecodeError("payload is not a non-empty list")
+    if body[0] == PayloadKind.COMMAND and len(body) == 5:
+        return CommandPayload(
+            expect_bytes(body[1], "client_id"),
+            expect_uint(body[2], "seq"),
+            expect_uint(body[3], "first_incomplete"),
+            expect_bytes(body[4], "command"),
+        )
+    if body[0] == PayloadKind.READ and len(body) == 2:
+        return ReadPayload(expect_bytes(body[1], "query"))
+    raise DecodeError("payload has an unknown kind or arity")
+
+
+# ---------------------------------------------------------------- client <-> raft
+
+
+class ReplyStatus(IntEnum):
+    OK = 0  # value: the StateMachine's result
+    NOT_LEADER = 1  # refused before proposing; value: [leader_id | None, leader_client_address | None]
+    LOST = 2  # proposed, then leadership changed: outcome unknown, retry with the same seq
+    ERROR = 3  # value: a one-line message (bad request, too large, state machine raised)
+    BUSY = 4  # refused before proposing: too much in flight; back off and retry
+
+
+@dataclass(slots=True)
+class ClientSubmit:
+    """Writes and log reads from one client: [(request_id, payload bytes), ...]."""
+
+    requests: list[tuple[int, bytes]]
+
+
+@dataclass(slots=True)
+class ClientQuery:
+    """A read. consistency: "linearizable" | "lease" | "local"."""
+
+    request_id: int
+    consistency: str
+    query: bytes
+
+
+@dataclass(slots=True)
+class ClientReply:
+    """Answers, batched: [(request_id, ReplyStatus, value), ...]."""
+
+    replies: list[tuple[int, int, Any]]
+
+
+@dataclass(slots=True)
+class StatusRequest:
+    request_id: int
+
+
+@dataclass(slots=True)
+class StatusReply:
+    request_id: int
+    status: dict[str, Any]
+
+
+def _dec_submit(body: Any) -> ClientSubmit:
+    items = expect_list(body, what="ClientSubmit")
+    requests = []
+    for item in items:
+        pair = expect_list(item, 2, "ClientSubmit request")
+        requests.append((expect_uint(pair[0], "request_id"), expect_bytes(pair[1], "payload")))
+    return ClientSubmit(requests)
+
+
+def _dec_query(body: Any) -> ClientQuery:
+    b = expect_list(body, 3, "ClientQuery")
+    return ClientQuery(expect_uint(b[0], "request_id"), expect_str(b[1], "consistency"), expect_bytes(b[2], "query"))
+
+
+def _dec_reply(body: Any) -> ClientReply:
+    items = expect_list(body, what="ClientReply")
+    replies = []
+    for item in items:
+        triple = expect_list(item, 3, "ClientReply reply")
+        replies.append((expect_uint(triple[0], "request_id"), expect_uint(triple[1], "status"), triple[2]))
+    return ClientReply(replies)
+
+
+def _dec_status_reply(body: Any) -> StatusReply:
+    b = expect_list(body, 2, "StatusReply")
+    if type(b[1]) is not dict:
+        raise DecodeError("StatusReply: status is not a map")
+    return StatusReply(expect_uint(b[0], "request_id"), b[1])
+
+
+register("c.submit", ClientSubmit, lambda m: [list(r) for r in m.requests], _dec_submit)
+register("c.query", ClientQuery, lambda m: [m.request_id, m.consistency, m.query], _dec_query)
+register("c.reply", ClientReply, lambda m: [list(r) for r in m.replies], _dec_reply)
+register("c.status", StatusRequest, lambda m: [m.request_id], lambda b: StatusRequest(expect_uint(expect_list(b, 1, "StatusRequest")[0], "request_id")))
+register("c.status_reply", StatusReply, lambda m: [m.request_id, m.status], _dec_status_reply)
+
+# ---------------------------------------------------------------- raft <-> log-store
+
+
+@dataclass(slots=True)
+class LogWrite:
+    """Append (superseding from entries[0].index) and/or record hard state.
+    Applied strictly in write_id order; acknowledged by LogDurable."""
+
+    write_id: int
+    entries: list[Entry]
+    hard_state: HardState | None
+
+
+@dataclass(slots=True)
+class LogDurable:
+    """Every write up to write_id is on disk (fsync'd, when fsync is on)."""
+
+    write_id: int
+    last_index: int
+
+
+@dataclass(slots=True)
+class LogSync:
+    """From a (re)starting raft actor: report what is durable (LogState)."""
+
+    nonce: int
+
+
+@dataclass(slots=True)
+class LogState:
+    """What the log-store holds, after everything it received before the
+    LogSync it answers is durable. Sent unprompted (nonce 0) when it starts."""
+
+    nonce: int
+    pid: int
+    hard_state: HardState
+    first_index: int
+    last_index: int
+    last_term: int
+    write_id: int  # the last write_id it made durable (0 after a restart)
+
+
+def _dec_log_write(body: Any) -> LogWrite:
+    b = expect_list(body, 3, "LogWrite")
+    hs = None if b[2] is None else decode_hard_state(b[2])
+    return LogWrite(expect_uint(b[0], "write_id"), decode_entries(b[1]), hs)
+
+
+def _dec_log_state(body: Any) -> LogState:
+    b = expect_list(body, 7, "LogState")
+    return LogState(
+        expect_uint(b[0], "nonce"), expect_uint(b[1], "pid"), decode_hard_state(b[2]),
+        expect_uint(b[3], "first_index"), expect_uint(b[4], "last_index"),
+        expect_uint(b[5], "last_term"), expect_uint(b[6], "write_id"),
+    )
+
+
+register(
+    "l.write",
+    LogWrite,
+    lambda m: [m.write_id, encode_entries(m.entries), None if m.hard_state is None else encode_hard_state(m.hard_state)],
+    _dec_log_write,
+)
+register(
+    "l.durable",
+    LogDurable,
+    lambda m: [m.write_id, m.last_index],
+    lambda b: LogDurable(*(expect_uint(v, "LogDurable") for v in expect_list(b, 2, "LogDurable"))),
+)
+register("l.sync", LogSync, lambda m: [m.nonce], lambda b: LogSync(expect_uint(expect_list(b, 1, "LogSync")[0], "nonce")))
+register(
+    "l.state",
+    LogState,
+    lambda m: [m.nonce, m.pid, encode_hard_state(m.hard_state), m.first_index, m.last_index, m.last_term, m.write_id],
+    _dec_log_state,
+)
+
+# ---------------------------------------------------------------- raft <-> apply
+
+
+@dataclass(slots=True)
+class ApplyBatch:
+    """Committed entries, in order. The apply actor takes them only if
+    entries[0].index is its applied index + 1, and otherwise answers with
+    ApplyState so the raft actor resends from the right place."""
+
+    entries: list[Entry]
+    want_results: bool  # the leader waits for results; followers do not
+
+
+@dataclass(slots=True)
+class ApplyResults:
+    """[(index, term, ReplyStatus, value), ...] for the entries of one batch
+    (only when asked for), and how far the apply actor now is."""
+
+    results: list[tuple[int, int, int, Any]]
+    applied_index: int
+
+
+@dataclass(slots=True)
+class ApplyState:
+    """How far the apply actor is: sent when it starts, and when a batch does
+    not follow on from its applied index."""
+
+    pid: int
+    applied_index: int
+
+
+@dataclass(slots=True)
+class LocalQuery:
+    request_id: int
+    query: bytes
+
+
+@dataclass(slots=True)
+class LocalQueryResult:
+    request_id: int
+    status: int  # ReplyStatus.OK or ERROR
+    value: Any
+
+
+def _dec_apply_results(body: Any) -> ApplyResults:
+    b = expect_list(body, 2, "ApplyResults")
+    results = []
+    for item in expect_list(b[0], what="ApplyResults results"):
+        r = expect_list(item, 4, "ApplyResults result")
+        results.append((expect_uint(r[0], "index"), expect_uint(r[1], "term"), expect_uint(r[2], "status"), r[3]))
+    return ApplyResults(results, expect_uint(b[1], "applied_index"))
+
+
+def _dec_local_query_result(body: Any) -> LocalQueryResult:
+    b = expect_list(body, 3, "LocalQueryResult")
+    return LocalQueryResult(expect_uint(b[0], "request_id"), expect_uint(b[1], "status"), b[2])
+
+
+register(
+    "a.batch",
+    ApplyBatch,
+    lambda m: [encode_entries(m.entries), m.want_results],
+    lambda b: ApplyBatch(decode_entries(expect_list(b, 2, "ApplyBatch")[0]), expect_bool(b[1], "want_results")),
+)
+register("a.results", ApplyResults, lambda m: [[list(r) for r in m.results], m.applied_index], _dec_apply_results)
+register(
+    "a.state",
+    ApplyState,
+    lambda m: [m.pid, m.applied_index],
+    lambda b: ApplyState(*(expect_uint(v, "ApplyState") for v in expect_list(b, 2, "ApplyState"))),
+)
+register(
+    "a.query",
+    LocalQuery,
+    lambda m: [m.request_id, m.query],
+    lambda b: LocalQuery(expect_uint(expect_list(b, 2, "LocalQuery")[0], "request_id"), expect_bytes(b[1], "query")),
+)
+register("a.query_result", LocalQueryResult, lambda m: [m.request_id, m.status, m.value], _dec_local_query_result)
+

@@ -1,0 +1,397 @@
+"""The Raft actor: drives the sans-I/O core from sockets and a clock.
+
+One loop turn (SocketActor's pump): everything waiting on the sockets is
+handled, then flush() proposes all client commands that arrived as ONE batch,
+steps the core's output until it is idle, and sends: AppendEntries to the
+followers and the same entries to the local log-store at the same time (the
+leader's disk write runs in parallel with replication, dissertation 10.2.1),
+committed entries to the apply actor, results back to the clients.
+
+What it keeps besides the core:
+- the writes the log-store has not yet acknowledged, to resend them in order
+  if the log-store restarts (appends supersede, so a resend is harmless);
+- the client requests proposed on this leader, by log index, until the apply
+  actor returns their results (an entry committed at that index with another
+  term means the proposal was lost: the client is told LOST and retries with
+  the same sequence number, which the apply actor's sessions deduplicate).
+
+It starts without a core: first the log-store must say what is durable
+(LogState); until then clients get BUSY and peers are ignored.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections import deque
+from typing import Any
+
+from sandzmq.config import ClusterConfig
+from sandzmq.raft import CoreConfig, MemoryLog, Message, NotLeader, RaftCore, Role
+from sandzmq.raft.messages import MESSAGE_TYPES
+from sandzmq.storage import WalReader
+from sandzmq.transport import Envelope, Inbox, PeerLink, Peers
+
+from .base import SocketActor
+from .layout import RAFT_IDENTITY, NodeLayout
+from .protocol import (
+    ApplyBatch,
+    ApplyResults,
+    ApplyState,
+    ClientQuery,
+    ClientReply,
+    ClientSubmit,
+    LocalQuery,
+    LocalQueryResult,
+    LogDurable,
+    LogState,
+    LogSync,
+    LogWrite,
+    ReplyStatus,
+    StatusReply,
+    StatusRequest,
+    encode_read,
+)
+
+log = logging.getLogger(__name__)
+
+_PEER_MESSAGE_TYPES = tuple(MESSAGE_TYPES)
+MEMORY_TAIL_ENTRIES = 50_000  # committed entries kept in memory; older ones are read from the WAL
+MAX_PENDING_REQUESTS = 100_000  # proposals awaiting results on a leader; beyond it clients get BUSY
+CONSISTENCY_LEVELS = ("linearizable", "lease", "local")
+
+
+def core_config(config: ClusterConfig) -> CoreConfig:
+    """Translate the config file's milliseconds into the core's ticks."""
+    opts = config.raft
+    tick = opts.tick_ms
+    low, high = opts.election_timeout_ms
+    heartbeat = max(1, opts.heartbeat_ms // tick)
+    election_low = max(heartbeat + 1, low // tick)
+    return CoreConfig(
+        election_ticks=(election_low, max(election_low, high // tick)),
+        heartbeat_ticks=heartbeat,
+        max_batch_entries=opts.max_batch_entries,
+        max_batch_bytes=opts.max_batch_bytes,
+        max_inflight=opts.max_inflight,
+        max_inflight_bytes=opts.max_inflight_bytes,
+        pre_vote=opts.pre_vote,
+        check_quorum=opts.check_quorum,
+    )
+
+
+class RaftActor(SocketActor):
+    """One node's Raft actor. See the module docstring."""
+
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        super().__init__()
+        self.config = config
+        self.node_id = node_id
+        self.layout = NodeLayout.of(config, node_id)
+        self.tick_interval = config.raft.tick_ms / 1000.0
+        self.core_config = core_config(config)
+        self.voters = [n.id for n in config.nodes if not n.join]
+        self.client_addresses = {n.id: n.client for n in config.nodes}
+        self.core: RaftCore | None = None
+        self.envelope = Envelope(config.name)
+        self.pids = {"raft": os.getpid(), "log": None, "apply": None}
+        self.applied_index = 0  # as last reported by the apply actor
+        self.failed_messages = 0  # handled messages that raised (counted as dropped)
+        self.foreign_messages = 0  # peer messages not addressed to this node or from a non-member
+        self._log_pid: int | None = None
+        self._sync_nonce = 0
+        self._unacked: deque[LogWrite] = deque()
+        self._proposals: list[tuple[bytes, int, bytes]] = []  # (client identity, request id, payload)
+        self._pending: dict[int, tuple[int, bytes, int]] = {}  # index -> (term, identity, request id)
+        self._replies: dict[bytes, list[tuple[int, int, Any]]] = {}
+        self._local_queries: dict[int, tuple[bytes, int]] = {}
+        self._query_ids = itertools.count(1)
+        self._last_role: tuple[Role, int] | None = None
+
+    # ------------------------------------------------------------------ sockets
+
+    def open(self) -> None:
+        node = self.layout.node
+        self.peer_inbox = Inbox(node.raft, self.envelope)
+        self.client_inbox = Inbox(node.client, self.envelope)
+        self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope)
+        others = {n.id: n.raft for n in self.config.nodes if n.id != self.node_id}
+        self.peers = Peers(self.envelope, self.node_id, others)
+        self.log_link = PeerLink(self.layout.log_ipc, self.envelope, RAFT_IDENTITY)
+        self.apply_link = PeerLink(self.layout.apply_ipc, self.envelope, RAFT_IDENTITY)
+        self.watch_inbox(self.peer_inbox)
+        self.watch_inbox(self.client_inbox)
+        self.watch_inbox(self.local_inbox)
+        self._request_log_state()
+        log.info("raft actor up: peers on %s, clients on %s", node.raft, node.client)
+
+    def close(self) -> None:
+        for name in ("peer_inbox", "client_inbox", "local_inbox", "peers", "log_link", "apply_link"):
+            sock = getattr(self, name, None)
+            if sock is not None:
+                sock.close()
+
+    def _request_log_state(self) -> None:
+        self._sync_nonce += 1
+        self.log_link.send(LogSync(self._sync_nonce))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(self, message: Any, reply_to: bytes | None) -> Any:
+        if isinstance(message, _PEER_MESSAGE_TYPES):
+            self._on_peer_message(message)
+        elif isinstance(message, ClientSubmit):
+            self._on_submit(message, reply_to)
+        elif isinstance(message, LogDurable):
+            self._on_durable(message)
+        elif isinstance(message, ApplyResults):
+            self._on_results(message)
+        elif isinstance(message, ApplyState):
+            self._on_apply_state(message)
+        elif isinstance(message, LocalQueryResult):
+            self._on_local_query_result(message)
+        elif isinstance(message, ClientQuery):
+            self._on_query(message, reply_to)
+        elif isinstance(message, StatusRequest):
+            if reply_to is not None:
+                self.client_inbox.reply(reply_to, StatusReply(message.request_id, self.status()))
+            else:
+                return self.status()
+        elif isinstance(message, LogState):
+            self._on_log_state(message)
+        else:
+            self.foreign_messages += 1
+        return None
+
+    def handle_failed(self, message: Any) -> None:
+        self.failed_messages += 1
+
+    def on_tick(self) -> None:
+        core = self.core
+        if core is None:
+            self._request_log_state()  # the log-store may still be starting
+            return
+        core.tick()
+        settled = min(core.commit, core.durable_index)
+        if settled - core.log.memory_first_index > 2 * MEMORY_TAIL_ENTRIES:
+            core.log.trim(settled - MEMORY_TAIL_ENTRIES)  # bounded memory; the WAL serves laggards
+
+    # ------------------------------------------------------------------ peers
+
+    def _on_peer_message(self, m: Message) -> None:
+        if self.core is None:
+            return  # not started yet; Raft retries
+        if m.dst != self.node_id or m.src not in self.core.voters or m.src == self.node_id:
+            self.foreign_messages += 1
+            return
+        self.core.step(m)
+
+    # ------------------------------------------------------------------ log-store
+
+    def _on_log_state(self, state: LogState) -> None:
+        self.pids["log"] = state.pid
+        if self.core is None:
+            if state.nonce != self._sync_nonce:
+                return  # an answer to an older request, or the unprompted hello: wait for ours
+            self._start_core(state)
+        elif state.pid != self._log_pid:
+            # The log-store restarted: whatever it had not acknowledged may be
+            # lost. Resend it all, in order; appends supersede, so it is harmless.
+            log.warning("log-store restarted (pid %s): resending %d unacknowledged writes", state.pid, len(self._unacked))
+            for write in self._unacked:
+                self.log_link.send(write)
+        self._log_pid = state.pid
+
+    def _start_core(self, state: LogState) -> None:
+        # Load only a tail: entries up to `memory_from` are committed and
+        # durable, so the cold reader (the WAL) can serve them if ever needed.
+        reader = WalReader(self.layout.wal_dir)
+        base_index = state.first_index - 1
+        memory_from = max(base_index, min(state.hard_state.commit, state.last_index) - MEMORY_TAIL_ENTRIES)
+        entries = reader.entries(memory_from + 1, state.last_index + 1) if state.last_index > memory_from else []
+        log = MemoryLog(
+            entries,
+            base_index=base_index,
+            base_term=0,
+            cold=reader,
+            mem_base=memory_from,
+            mem_base_term=(reader.term_at(memory_from) or 0) if memory_from > base_index else 0,
+        )
+        self.core = RaftCore(
+            self.node_id, self.voters, config=self.core_config, hard_state=state.hard_state, log=log, applied=0
+        )
+        log.info(
+            "recovered: term %d, vote %s, commit %d, log (%d, %d]",
+            state.hard_state.term, state.hard_state.vote, state.hard_state.commit, base_index, state.last_index,
+        )
+
+    def _on_durable(self, ack: LogDurable) -> None:
+        unacked = self._unacked
+        while unacked and unacked[0].write_id <= ack.write_id:
+            unacked.popleft()
+        if self.core is not None:
+            self.core.persisted(ack.write_id)
+
+    # ------------------------------------------------------------------ apply
+
+    def _on_apply_state(self, state: ApplyState) -> None:
+        self.pids["apply"] = state.pid
+        self.applied_index = state.applied_index
+        if self.core is not None and state.applied_index != self.core.applied:
+            self.core.set_applied(state.applied_index)
+
+    def _on_results(self, results: ApplyResults) -> None:
+        self.applied_index = results.applied_index
+        pending = self._pending
+        for index, term, status, value in results.results:
+            waiting = pending.pop(index, None)
+            if waiting is None:
+                continue
+            proposed_term, identity, request_id = waiting
+            if proposed_term == term:
+                self._reply(identity, request_id, status, value)
+            else:
+                self._reply(identity, request_id, ReplyStatus.LOST, None)
+
+    # ------------------------------------------------------------------ clients
+
+    def _reply(self, identity: bytes, request_id: int, status: int, value: Any) -> None:
+        self._replies.setdefault(identity, []).append((request_id, int(status), value))
+
+    def _refusal(self) -> tuple[int, Any] | None:
+        """Why this node cannot take a write now, or None if it can."""
+        core = self.core
+        if core is None:
+            return ReplyStatus.BUSY, "node is starting"
+        if core.role is not Role.LEADER:
+            return ReplyStatus.NOT_LEADER, [core.leader, self.client_addresses.get(core.leader or "")]
+        if len(self._pending) + len(self._proposals) >= MAX_PENDING_REQUESTS:
+            return ReplyStatus.BUSY, "too many requests in flight"
+        return None
+
+    def _on_submit(self, submit: ClientSubmit, identity: bytes | None) -> None:
+        if identity is None:
+            return
+        refusal = self._refusal()
+        limit = self.config.raft.max_batch_bytes
+        for request_id, payload in submit.requests:
+            if refusal is not None:
+                self._reply(identity, request_id, *refusal)
+            elif len(payload) > limit:
+                self._reply(identity, request_id, ReplyStatus.ERROR, f"command of {len(payload)} bytes exceeds max_batch_bytes ({limit})")
+            else:
+                self._proposals.append((identity, request_id, payload))
+
+    def _on_query(self, query: ClientQuery, identity: bytes | None) -> None:
+        if identity is None:
+            return
+        if query.consistency not in CONSISTENCY_LEVELS:
+            self._reply(identity, query.request_id, ReplyStatus.ERROR, f"unknown consistency {query.consistency!r}")
+            return
+        if query.consistency == "local":
+            query_id = next(self._query_ids)
+            self._local_queries[query_id] = (identity, query.request_id)
+            self.apply_link.send(LocalQuery(query_id, query.query))
+            return
+        # linearizable and lease: through the log until ReadIndex lands, so the
+        # answer reflects every write committed before the query arrived.
+        refusal = self._refusal()
+        if refusal is not None:
+            self._reply(identity, query.request_id, *refusal)
+        else:
+            self._proposals.append((identity, query.request_id, encode_read(query.query)))
+
+    def _on_local_query_result(self, result: LocalQueryResult) -> None:
+        waiting = self._local_queries.pop(result.request_id, None)
+        if waiting is not None:
+            self._reply(waiting[0], waiting[1], result.status, result.value)
+
+    # ------------------------------------------------------------------ the batch
+
+    def flush(self) -> None:
+        core = self.core
+        if core is not None:
+            if self._proposals:
+                self._propose()
+            while core.has_ready():
+                self._carry_out(core.ready())
+        if self._replies:
+            for identity, replies in self._replies.items():
+                self.client_inbox.reply(identity, ClientReply(replies))
+            self._replies = {}
+
+    def _propose(self) -> None:
+        proposals, self._proposals = self._proposals, []
+        try:
+            first = self.core.propose([payload for _, _, payload in proposals])
+        except NotLeader as refused:
+            hint = [refused.leader, self.client_addresses.get(refused.leader or "")]
+            for identity, request_id, _ in proposals:
+                self._reply(identity, request_id, ReplyStatus.NOT_LEADER, hint)
+            return
+        term = self.core.term
+        pending = self._pending
+        for offset, (identity, request_id, _) in enumerate(proposals):
+            pending[first + offset] = (term, identity, request_id)
+
+    def _carry_out(self, ready: Any) -> None:
+        peers = self.peers
+        for m in ready.messages:
+            peers.send(m.dst, m)
+        if ready.write is not None:
+            write = LogWrite(ready.write.write_id, ready.write.entries, ready.write.hard_state)
+            self._unacked.append(write)
+            self.log_link.send(write)
+        if ready.committed:
+            self.apply_link.send(ApplyBatch(ready.committed, bool(self._pending)))
+        if ready.role_changed:
+            self._on_role_change()
+
+    def _on_role_change(self) -> None:
+        core = self.core
+        now = (core.role, core.term)
+        if now != self._last_role:
+            log.info("%s in term %d (leader: %s)", core.role.value, core.term, core.leader)
+        self._last_role = now
+        if self._pending and not (core.role is Role.LEADER and all(t == core.term for t, _, _ in self._pending.values())):
+            # Proposals of a lost leadership may or may not commit: the client
+            # retries with the same sequence number, and sessions apply it once.
+            for term, identity, request_id in self._pending.values():
+                self._reply(identity, request_id, ReplyStatus.LOST, None)
+            self._pending.clear()
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """What `sandzmq status` shows (SPEC 5), plus detail for the human view."""
+        for inbox in (self.peer_inbox, self.client_inbox, self.local_inbox):
+            inbox.drops  # reading it folds in the inbox's socket-monitor events
+        counters = self.envelope.drops  # one envelope, so one set of counters, for all inboxes
+        drops = counters.as_dict()
+        drops["failed"] = self.failed_messages
+        drops["foreign"] = self.foreign_messages
+        dropped = counters.total + self.failed_messages + self.foreign_messages
+        core = self.core
+        if core is None:
+            return {
+                "id": self.node_id, "role": "follower", "term": None, "leader": None,
+                "commit_index": None, "applied_index": self.applied_index, "last_index": None,
+                "snapshot_index": 0, "dropped": dropped, "pids": dict(self.pids), "followers": {}, "drops": drops,
+            }
+        core_status = core.status()
+        role = core.role.value if core.role is not Role.PRE_CANDIDATE else "candidate"
+        return {
+            "id": self.node_id,
+            "role": role,
+            "term": core.term,
+            "leader": core.leader,
+            "commit_index": core.commit,
+            "applied_index": self.applied_index,
+            "last_index": core.log.last_index,
+            "snapshot_index": core.log.base_index,
+            "dropped": dropped,
+            "pids": dict(self.pids),
+            "followers": core_status["followers"],
+            "drops": drops,
+            "durable_index": core.durable_index,
+        }
