@@ -111,7 +111,11 @@ class SocketActor(pykka.ThreadingActor):
         """Hook: a handler raised on `message` (already logged)."""
 
     def on_start(self) -> None:
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            self.close()  # pykka calls neither on_stop nor on_failure when on_start raises
+            raise
         self._next_tick = time.monotonic() + (self.tick_interval or 0.0)
         self.actor_ref.tell(_PUMP)
 

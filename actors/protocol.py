@@ -207,6 +207,7 @@ class LogState:
 
     nonce: int
     pid: int
+    incarnation: int  # random per start: a new value means the log-store restarted
     hard_state: HardState
     first_index: int
     last_index: int
@@ -221,11 +222,11 @@ def _dec_log_write(body: Any) -> LogWrite:
 
 
 def _dec_log_state(body: Any) -> LogState:
-    b = expect_list(body, 7, "LogState")
+    b = expect_list(body, 8, "LogState")
     return LogState(
-        expect_uint(b[0], "nonce"), expect_uint(b[1], "pid"), decode_hard_state(b[2]),
-        expect_uint(b[3], "first_index"), expect_uint(b[4], "last_index"),
-        expect_uint(b[5], "last_term"), expect_uint(b[6], "write_id"),
+        expect_uint(b[0], "nonce"), expect_uint(b[1], "pid"), expect_uint(b[2], "incarnation"),
+        decode_hard_state(b[3]), expect_uint(b[4], "first_index"), expect_uint(b[5], "last_index"),
+        expect_uint(b[6], "last_term"), expect_uint(b[7], "write_id"),
     )
 
 
@@ -245,7 +246,10 @@ register("l.sync", LogSync, lambda m: [m.nonce], lambda b: LogSync(expect_uint(e
 register(
     "l.state",
     LogState,
-    lambda m: [m.nonce, m.pid, encode_hard_state(m.hard_state), m.first_index, m.last_index, m.last_term, m.write_id],
+    lambda m: [
+        m.nonce, m.pid, m.incarnation, encode_hard_state(m.hard_state),
+        m.first_index, m.last_index, m.last_term, m.write_id,
+    ],
     _dec_log_state,
 )
 

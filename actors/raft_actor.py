@@ -98,7 +98,7 @@ class RaftActor(SocketActor):
         self.applied_index = 0  # as last reported by the apply actor
         self.failed_messages = 0  # handled messages that raised (counted as dropped)
         self.foreign_messages = 0  # peer messages not addressed to this node or from a non-member
-        self._log_pid: int | None = None
+        self._log_incarnation: int | None = None
         self._sync_nonce = 0
         self._unacked: deque[LogWrite] = deque()
         self._proposals: list[tuple[bytes, int, bytes]] = []  # (client identity, request id, payload)
@@ -194,13 +194,13 @@ class RaftActor(SocketActor):
             if state.nonce != self._sync_nonce:
                 return  # an answer to an older request, or the unprompted hello: wait for ours
             self._start_core(state)
-        elif state.pid != self._log_pid:
+        elif state.incarnation != self._log_incarnation:
             # The log-store restarted: whatever it had not acknowledged may be
             # lost. Resend it all, in order; appends supersede, so it is harmless.
             log.warning("log-store restarted (pid %s): resending %d unacknowledged writes", state.pid, len(self._unacked))
             for write in self._unacked:
                 self.log_link.send(write)
-        self._log_pid = state.pid
+        self._log_incarnation = state.incarnation
 
     def _start_core(self, state: LogState) -> None:
         # Load only a tail: entries up to `memory_from` are committed and
@@ -209,7 +209,7 @@ class RaftActor(SocketActor):
         base_index = state.first_index - 1
         memory_from = max(base_index, min(state.hard_state.commit, state.last_index) - MEMORY_TAIL_ENTRIES)
         entries = reader.entries(memory_from + 1, state.last_index + 1) if state.last_index > memory_from else []
-        log = MemoryLog(
+        memory_log = MemoryLog(
             entries,
             base_index=base_index,
             base_term=0,
@@ -218,7 +218,7 @@ class RaftActor(SocketActor):
             mem_base_term=(reader.term_at(memory_from) or 0) if memory_from > base_index else 0,
         )
         self.core = RaftCore(
-            self.node_id, self.voters, config=self.core_config, hard_state=state.hard_state, log=log, applied=0
+            self.node_id, self.voters, config=self.core_config, hard_state=state.hard_state, log=memory_log, applied=0
         )
         log.info(
             "recovered: term %d, vote %s, commit %d, log (%d, %d]",

@@ -1,0 +1,224 @@
+"""The log-store actor: the only writer of the node's write-ahead log.
+
+It takes LogWrites from the raft actor, appends each to the WAL as it
+arrives, and after each drained batch makes them all durable with ONE
+fsync (group commit, DESIGN 2.5) and acknowledges them with ONE LogDurable
+carrying the batch's last write_id: "every write up to this one is on
+disk". Messages from the raft actor arrive on its ROUTER (layout.log_ipc);
+answers go out on its DEALER link to the raft actor's ROUTER (layout.raft_ipc,
+identity LOG_IDENTITY), which queues (immediate=False) while the raft actor
+restarts.
+
+Write ids, resends and why re-applying is safe
+----------------------------------------------
+Writes are applied in the order they arrive, which is write_id order: one
+DEALER->ROUTER connection keeps order, and the raft actor numbers writes in
+the order it sends them. A write_id at or below the last one received is a
+resend, not an error:
+
+- after a log-store restart the raft actor sees a new incarnation in LogState and
+  resends every write it has no LogDurable for, in the original order;
+- after a raft-actor restart the new one may number its writes afresh.
+
+Both are simply applied again. The raft actor resends exactly the suffix of
+writes after the last acknowledged one, in order, with the same content; the
+log on disk holds the effect of some prefix of all writes (recovery cuts a
+torn tail, so a prefix of records). Re-applying that suffix gives the log the
+writes would have given without the restart, because an append supersedes
+from its first index: writing entries [f..l] leaves log[:f-1] + [f..l],
+whatever was after f-1 before. The only state that can regress meanwhile
+(the new entries or hard state of a durable but unacknowledged write, undone
+for a moment by an earlier write of the resent suffix) is state nobody has
+relied on: the raft core sends nothing that depends on a write before its
+LogDurable, and the rest of the suffix is re-applied right after.
+
+A resent write can be impossible on the current log (a later write of the
+suffix, already durable, superseded from an index before it, so the resent
+one now leaves a gap or goes back in term). The WAL refuses it
+(ValueError); its hard state is still recorded (in order, so the final hard
+state is the sequence's), it is counted in `rejected`, and the batch's
+LogDurable still covers it: the later write that superseded it follows in
+the same resend. A raft actor that sends an impossible write outside a
+resend has a bug; the warning names it, and LogDurable.last_index (the WAL's
+real last index) is there for the raft actor to check.
+
+Failures
+--------
+- A corrupt WAL at start-up (WalCorruptError): one error line, no LogState,
+  and the process exits with status 3 (process.py): a restart cannot repair
+  it, so the supervisor must not loop.
+- A failed write or fsync (StorageError): the WAL refuses further use (a
+  retried fsync can falsely succeed); the actor logs it and the process exits
+  with status 1, without acknowledging anything more. The supervisor
+  restarts it, recovery sorts out the disk, the raft actor resends.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from sandzmq.config import ClusterConfig
+from sandzmq.storage import StorageError, WalCorruptError, WriteAheadLog
+from sandzmq.transport import Envelope, Inbox, PeerLink
+
+from .base import SocketActor
+from .layout import LOG_IDENTITY, NodeLayout
+from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
+from .protocol import LogDurable, LogState, LogSync, LogWrite
+
+log = logging.getLogger(__name__)
+
+
+class LogStoreActor(SocketActor):
+    """See the module docstring. Counters (`writes`, `syncs`, `resent`,
+    `rejected`, `unexpected`) are read from the actor's own thread (status)."""
+
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        super().__init__()
+        self.config = config
+        self.node_id = node_id
+        self.layout = NodeLayout.of(config, node_id)
+        self.envelope = Envelope(config.name)
+        self.incarnation = int.from_bytes(os.urandom(7), "big")  # tells the raft actor this is a new start
+        self.wal: WriteAheadLog | None = None
+        self.inbox: Inbox | None = None
+        self.link: PeerLink | None = None
+        self._pending: int | None = None  # write_id of the last write appended but not yet synced
+        self._durable = 0  # write_id of the last write made durable (LogState.write_id)
+        self._last_received = 0
+        self._failed = False
+        self.writes = 0  # LogWrites appended
+        self.syncs = 0  # fsyncs (group commits): writes / syncs is writes per fsync
+        self.resent = 0  # writes whose id was not above the previous one
+        self.rejected = 0  # writes the WAL refused (see the module docstring)
+        self.unexpected = 0  # well-formed messages that are not for the log-store
+
+    @property
+    def dropped(self) -> int:
+        """Messages refused: malformed or foreign frames, and unexpected types."""
+        return self.envelope.drops.total + self.unexpected
+
+    # ------------------------------------------------------------------ life cycle
+
+    def open(self) -> None:
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        layout = self.layout
+        try:
+            self.wal = WriteAheadLog.open(layout.wal_dir, fsync=self.config.raft.fsync)
+        except WalCorruptError as exc:
+            log.error("%s", exc)
+            request_exit(self, EXIT_REFUSED)
+            return
+        except (StorageError, OSError) as exc:
+            # Most likely the previous log-store still holds the lock while it exits: a restart helps.
+            log.error("cannot open the write-ahead log in %s: %s", layout.wal_dir, exc)
+            request_exit(self, EXIT_FAILURE)
+            return
+        try:
+            self.inbox = bind_inbox(layout.log_ipc, self.envelope)
+            self.link = PeerLink(layout.raft_ipc, self.envelope, LOG_IDENTITY, immediate=False)
+        except OSError as exc:
+            log.error("cannot open the log-store's sockets: %s", exc)
+            request_exit(self, EXIT_FAILURE)
+            return
+        self.watch_inbox(self.inbox)
+        self.watch_link(self.link)
+        wal = self.wal
+        log.info(
+            "log-store up on %s: log [%d, %d] (last term %d), term %d, vote %s, commit %d, fsync %s",
+            layout.log_ipc, wal.first_index, wal.last_index, wal.last_term, wal.hard_state.term,
+            wal.hard_state.vote, wal.hard_state.commit, "on" if wal.fsync else "OFF",
+        )
+        self._send_state(0)
+
+    def close(self) -> None:
+        for sock in (self.inbox, self.link):
+            if sock is not None:
+                sock.close()
+        if self.wal is not None:
+            try:
+                self.wal.close()  # syncs what was appended, unless the WAL failed
+            except StorageError as exc:
+                log.error("closing the write-ahead log: %s", exc)
+            self.wal = None
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, message: Any, reply_to: bytes | None) -> None:
+        if self._failed:
+            return
+        kind = type(message)
+        if kind is LogWrite:
+            self._append(message)
+        elif kind is LogSync:
+            self._commit()
+            if not self._failed:
+                self._send_state(message.nonce)
+        else:
+            self.unexpected += 1
+
+    def handle_failed(self, message: Any) -> None:
+        self.unexpected += 1
+
+    def flush(self) -> None:
+        if self._pending is not None and not self._failed:
+            self._commit()
+
+    # ------------------------------------------------------------------ internals
+
+    def _append(self, write: LogWrite) -> None:
+        wal = self.wal
+        assert wal is not None
+        if write.write_id <= self._last_received:
+            self.resent += 1
+        self._last_received = write.write_id
+        try:
+            try:
+                wal.append(write.entries, write.hard_state)
+            except ValueError as exc:
+                self.rejected += 1
+                log.warning("write %d refused by the log (%s); keeping its hard state", write.write_id, exc)
+                if write.hard_state is not None:
+                    wal.append([], write.hard_state)
+        except StorageError as exc:
+            self._fail(exc)
+            return
+        self.writes += 1
+        self._pending = write.write_id
+
+    def _commit(self) -> None:
+        """One fsync for everything appended since the last one, then one LogDurable."""
+        wal = self.wal
+        assert wal is not None
+        try:
+            wal.sync()
+        except StorageError as exc:
+            self._fail(exc)
+            return
+        if self._pending is None:
+            return
+        self._durable, self._pending = self._pending, None
+        self.syncs += 1
+        assert self.link is not None
+        self.link.send(LogDurable(self._durable, wal.last_index))
+
+    def _send_state(self, nonce: int) -> None:
+        wal = self.wal
+        assert wal is not None and self.link is not None
+        self.link.send(
+            LogState(nonce, os.getpid(), self.incarnation, wal.hard_state, wal.first_index, wal.last_index, wal.last_term, self._durable)
+        )
+
+    def _fail(self, exc: StorageError) -> None:
+        """The disk failed us: acknowledge nothing more, and let the process die."""
+        self._failed = True
+        self._pending = None
+        log.error("write-ahead log failed, the log-store exits: %s", exc)
+        request_exit(self, EXIT_FAILURE)

@@ -1,0 +1,435 @@
+"""The log-store actor over real ipc:// sockets and a real, fsync'd WAL.
+
+The test plays the raft actor exactly as it will be: an Inbox (ROUTER) at
+layout.raft_ipc receives the log-store's answers, and a DEALER with identity
+"raft" sends it LogWrites and LogSyncs. Every wait polls with a deadline.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from sandzmq.actors.layout import RAFT_IDENTITY, NodeLayout
+from sandzmq.actors.log_store import LogStoreActor
+from sandzmq.actors.process import EXIT_FAILURE, EXIT_REFUSED, requested_exit
+from sandzmq.actors.protocol import ApplyState, LogDurable, LogState, LogSync, LogWrite
+from sandzmq.config import ClusterConfig, load_config
+from sandzmq.raft.messages import Entry, EntryKind, HardState
+from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog
+from sandzmq.transport import Envelope, Inbox, PeerLink, Poller, context, terminate_context
+
+DEADLINE_S = 10.0
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_config(tmp_path: Path, *, fsync: bool = True) -> Path:
+    raft_port, client_port = free_ports(2)
+    path = tmp_path / "cluster.toml"
+    path.write_text(
+        f"""
+[cluster]
+name = "logtest"
+state_machine = "kv"
+data_dir = "data"
+
+[raft]
+fsync = {"true" if fsync else "false"}
+
+[[nodes]]
+id = "n1"
+raft = "tcp://127.0.0.1:{raft_port}"
+client = "tcp://127.0.0.1:{client_port}"
+"""
+    )
+    return path
+
+
+class FakeRaft:
+    """The raft actor's side of the log-store protocol, driven by the test thread."""
+
+    def __init__(self, layout: NodeLayout, envelope: Envelope) -> None:
+        self.inbox = Inbox(layout.raft_ipc, envelope)
+        self.link = PeerLink(layout.log_ipc, envelope, RAFT_IDENTITY)  # queues until the log-store is up
+        self.poller = Poller([self.inbox])
+        self._buffer: list[tuple[bytes, Any]] = []
+
+    def send(self, msg: object) -> None:
+        assert self.link.send(msg)
+
+    def receive(self, deadline_s: float = DEADLINE_S) -> Any:
+        """The next message from the log-store (asserting who sent it)."""
+        end = time.monotonic() + deadline_s
+        while not self._buffer:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no message from the log-store before the deadline")
+            if self.poller.wait(left * 1000):
+                self._buffer.extend(self.inbox.drain())
+        identity, msg = self._buffer.pop(0)
+        assert identity == b"log"
+        return msg
+
+    def expect(self, cls: type) -> Any:
+        msg = self.receive()
+        assert isinstance(msg, cls), f"expected {cls.__name__}, got {msg!r}"
+        return msg
+
+    def durable_until(self, write_id: int) -> list[LogDurable]:
+        """Every LogDurable up to the one that covers `write_id`."""
+        acks = [self.expect(LogDurable)]
+        while acks[-1].write_id < write_id:
+            acks.append(self.expect(LogDurable))
+        return acks
+
+    def state(self, nonce: int) -> LogState:
+        self.send(LogSync(nonce))
+        while True:
+            msg = self.receive()
+            if isinstance(msg, LogState) and msg.nonce == nonce:
+                return msg
+
+    def nothing_within(self, seconds: float) -> None:
+        """Assert that no message arrives for a while (a check, not a synchronisation)."""
+        if not self._buffer and self.poller.wait(seconds * 1000):
+            self._buffer.extend(self.inbox.drain())
+        assert not self._buffer, f"unexpected messages: {self._buffer}"
+
+    def close(self) -> None:
+        self.link.close()
+        self.inbox.close()
+
+
+class Node:
+    """A config, its layout, the fake raft actor, and the log-store actors started (always stopped)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.config: ClusterConfig = load_config(write_config(tmp_path))
+        self.layout = NodeLayout.of(self.config, "n1")
+        self.envelope = Envelope(self.config.name)
+        self.refs: list[pykka.ActorRef[Any]] = []
+        self.raft = FakeRaft(self.layout, self.envelope)
+
+    def start(self, cls: type[LogStoreActor] = LogStoreActor) -> pykka.ActorRef[Any]:
+        ref = cls.start(self.config, "n1")
+        self.refs.append(ref)
+        return ref
+
+    def stop(self, ref: pykka.ActorRef[Any]) -> None:
+        ref.stop(block=True, timeout=DEADLINE_S)
+
+    def wal(self) -> WalReader:
+        return WalReader(self.layout.wal_dir)
+
+    def close(self) -> None:
+        for ref in self.refs:
+            if ref.is_alive():
+                ref.stop(block=True, timeout=DEADLINE_S)
+        self.raft.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_context() -> Iterator[None]:
+    terminate_context()
+    yield
+    leaked = [s for s in list(getattr(context(), "_sockets", ())) if not s.closed]
+    terminate_context()
+    assert not leaked, f"sockets left open: {leaked}"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path)
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+def wait_dead(ref: pykka.ActorRef[Any]) -> None:
+    assert ref.actor_stopped.wait(DEADLINE_S), "the actor did not stop"
+
+
+def entries(first: int, last: int, term: int = 1) -> list[Entry]:
+    return [Entry(i, term, f"e{i}t{term}".encode()) for i in range(first, last + 1)]
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+def test_log_state_on_start_of_an_empty_log(node: Node) -> None:
+    node.start()
+    state = node.raft.expect(LogState)
+    assert state == LogState(0, os.getpid(), state.incarnation, HardState(), 1, 0, 0, 0)
+
+
+def test_write_is_acknowledged_once_durable(node: Node) -> None:
+    node.start()
+    node.raft.expect(LogState)
+    hs = HardState(1, "n1", 0)
+    node.raft.send(LogWrite(1, [Entry(1, 1, b"", EntryKind.NOOP), *entries(2, 3)], hs))
+    assert node.raft.expect(LogDurable) == LogDurable(1, 3)
+    state = node.raft.state(nonce=7)
+    assert state == LogState(7, os.getpid(), state.incarnation, hs, 1, 3, 1, 1)
+    with node.wal() as wal:
+        assert wal.entries(1, 4) == [Entry(1, 1, b"", EntryKind.NOOP), *entries(2, 3)]
+        assert wal.hard_state == hs
+
+
+def test_hard_state_only_write(node: Node) -> None:
+    node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, [], HardState(3, "n2", 0)))
+    assert node.raft.expect(LogDurable) == LogDurable(1, 0)
+    assert node.raft.state(1).hard_state == HardState(3, "n2", 0)
+
+
+def test_one_fsync_and_one_ack_cover_a_batch_of_writes(node: Node) -> None:
+    # The writes are queued before the log-store exists, so that they reach
+    # it together: each drained batch gets one fsync and one LogDurable.
+    for i in range(1, 101):
+        node.raft.send(LogWrite(i, entries(i, i), HardState(1, None, max(0, i - 1)) if i % 10 == 0 else None))
+    ref = node.start()
+    node.raft.expect(LogState)
+    acks = node.raft.durable_until(100)
+    assert len(acks) < 100, f"{len(acks)} LogDurables for 100 writes: no group commit"
+    assert acks[-1] == LogDurable(100, 100)
+    assert [a.write_id for a in acks] == sorted({a.write_id for a in acks})
+    stats = ref.proxy()
+    assert stats.writes.get() == 100 and stats.syncs.get() == len(acks)
+    with node.wal() as wal:
+        assert wal.entries(1, 101) == entries(1, 100)
+        assert wal.hard_state == HardState(1, None, 99)
+
+
+def test_writes_sent_to_a_running_log_store_are_grouped(node: Node) -> None:
+    node.start()
+    node.raft.expect(LogState)
+    for i in range(1, 101):
+        node.raft.send(LogWrite(i, entries(i, i), None))
+    acks = node.raft.durable_until(100)
+    assert len(acks) < 100 and acks[-1] == LogDurable(100, 100)
+
+
+def test_supersede_replaces_the_suffix(node: Node) -> None:
+    node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 5, term=1), HardState(1, "n1", 0)))
+    node.raft.send(LogWrite(2, entries(3, 4, term=2), HardState(2, None, 2)))
+    assert node.raft.durable_until(2)[-1] == LogDurable(2, 4)
+    state = node.raft.state(1)
+    assert (state.last_index, state.last_term, state.hard_state) == (4, 2, HardState(2, None, 2))
+    with node.wal() as wal:
+        assert wal.entries(1, 5) == entries(1, 2, term=1) + entries(3, 4, term=2)
+
+
+def test_restart_reports_what_is_durable(node: Node) -> None:
+    ref = node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 10, term=1), HardState(1, "n1", 0)))
+    node.raft.send(LogWrite(2, entries(11, 12, term=2), HardState(2, "n1", 10)))
+    node.raft.durable_until(2)
+    node.stop(ref)
+
+    node.start()
+    state = node.raft.expect(LogState)
+    assert state == LogState(0, os.getpid(), state.incarnation, HardState(2, "n1", 10), 1, 12, 2, 0)
+    # And it takes writes again: the raft actor's link reconnected on its own.
+    node.raft.send(LogWrite(3, entries(13, 13, term=2), None))
+    assert node.raft.expect(LogDurable) == LogDurable(3, 13)
+
+
+def test_resent_writes_are_harmless(node: Node) -> None:
+    node.start()
+    node.raft.expect(LogState)
+    writes = [
+        LogWrite(1, entries(1, 3), HardState(1, "n1", 0)),
+        LogWrite(2, entries(4, 6), None),
+        LogWrite(3, entries(7, 9), HardState(1, "n1", 6)),
+    ]
+    for w in writes:
+        node.raft.send(w)
+    node.raft.durable_until(3)
+    before = node.raft.state(1)
+    for w in writes[1:]:  # as the raft actor does when it sees a new log-store pid
+        node.raft.send(w)
+    assert node.raft.durable_until(3)[-1] == LogDurable(3, 9)
+    after = node.raft.state(2)
+    assert (after.hard_state, after.last_index, after.last_term) == (before.hard_state, 9, 1)
+    with node.wal() as wal:
+        assert wal.entries(1, 10) == entries(1, 9)
+
+
+def test_resend_after_a_supersede_ends_in_the_same_log(node: Node) -> None:
+    """Write 2 was superseded by write 3 from an index before it. Resending
+    2 and 3 (neither acknowledged, say) makes write 2 impossible on the
+    current log (a lower term after a higher one): it is refused, its hard
+    state kept, and write 3 puts the log back where the sequence left it."""
+    ref = node.start()
+    node.raft.expect(LogState)
+    w1 = LogWrite(1, entries(1, 3, term=1), HardState(1, "n1", 0))
+    w2 = LogWrite(2, entries(4, 10, term=1), HardState(1, "n1", 3))
+    w3 = LogWrite(3, entries(2, 3, term=2), HardState(2, "n2", 1))
+    for w in (w1, w2, w3):
+        node.raft.send(w)
+    node.raft.durable_until(3)
+    expected = node.raft.state(1)
+    assert (expected.last_index, expected.last_term) == (3, 2)
+    node.raft.send(w2)
+    node.raft.send(w3)
+    assert node.raft.durable_until(3)[-1] == LogDurable(3, 3)
+    after = node.raft.state(2)
+    assert (after.hard_state, after.last_index, after.last_term) == (expected.hard_state, 3, 2)
+    assert ref.proxy().rejected.get() == 1
+    with node.wal() as wal:
+        assert wal.entries(1, 4) == entries(1, 1, term=1) + entries(2, 3, term=2)
+
+
+def test_sync_reports_writes_received_before_it(node: Node) -> None:
+    node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 4), None))
+    node.raft.send(LogSync(5))
+    first, second = node.raft.receive(), node.raft.receive()
+    assert first == LogDurable(1, 4)
+    assert isinstance(second, LogState) and (second.nonce, second.last_index, second.write_id) == (5, 4, 1)
+
+
+def test_messages_for_others_are_counted_and_ignored(node: Node) -> None:
+    ref = node.start()
+    node.raft.expect(LogState)
+    node.raft.send(ApplyState(1, 2))
+    assert node.raft.state(3).last_index == 0
+    assert ref.proxy().unexpected.get() == 1
+
+
+def test_corrupt_wal_refuses_to_start(node: Node) -> None:
+    with WriteAheadLog.open(node.layout.wal_dir) as wal:
+        for i in range(1, 21):
+            wal.append(entries(i, i), HardState(1, "n1", i - 1))
+            wal.sync()
+    (segment,) = node.layout.wal_dir.glob("*.wal")
+    with open(segment, "r+b") as f:  # a bit flip in the middle, valid records after it
+        f.seek(segment.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x40]))
+    with pytest.raises(WalCorruptError):
+        WriteAheadLog.open(node.layout.wal_dir)
+
+    ref = node.start()
+    wait_dead(ref)
+    assert requested_exit(ref) == EXIT_REFUSED
+    node.raft.nothing_within(0.2)  # no LogState: the raft actor must not start on it
+
+
+def test_failed_fsync_stops_the_log_store(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = node.start()
+    node.raft.expect(LogState)
+
+    def failing_sync(self: WriteAheadLog) -> None:
+        raise StorageError("disk on fire")
+
+    monkeypatch.setattr(WriteAheadLog, "sync", failing_sync)
+    node.raft.send(LogWrite(1, entries(1, 1), None))
+    wait_dead(ref)
+    assert requested_exit(ref) == EXIT_FAILURE
+    node.raft.nothing_within(0.2)  # and it never claimed the write durable
+
+
+# ----------------------------------------------------------------------------- as a process
+
+
+def actor_process(config: Path, kind: str = "log", node: str = "n1") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandzmq.actors", kind, "--config", str(config), "--node", node],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=config.parent,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"the process did not exit within {timeout} s") from None
+    return proc.returncode, stderr
+
+
+def test_process_stops_on_sigterm_with_status_0(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path)
+    config = load_config(config_path)
+    raft = FakeRaft(NodeLayout.of(config, "n1"), Envelope(config.name))
+    proc = actor_process(config_path)
+    try:
+        state = raft.expect(LogState)  # it is up
+        assert state.pid == proc.pid
+        raft.send(LogWrite(1, entries(1, 2), HardState(1, "n1", 0)))
+        assert raft.expect(LogDurable) == LogDurable(1, 2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code, stderr = finish(proc)
+        assert code == 0, stderr
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in stderr
+        assert " n1/log INFO " in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raft.close()
+
+
+def test_process_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[cluster]\nname = "x"\nstate_machine = "kv"\nbogus = 1\n')
+    code, stderr = finish(actor_process(config))
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "cluster.bogus" in stderr
+
+
+def test_process_for_an_unknown_node_exits_2(tmp_path: Path) -> None:
+    code, stderr = finish(actor_process(write_config(tmp_path), node="n9"))
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "n9" in stderr
+
+
+def test_process_with_a_corrupt_wal_exits_3(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path)
+    wal_dir = NodeLayout.of(load_config(config_path), "n1").wal_dir
+    with WriteAheadLog.open(wal_dir) as wal:
+        for i in range(1, 21):
+            wal.append(entries(i, i))
+            wal.sync()
+    (segment,) = wal_dir.glob("*.wal")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    segment.write_bytes(bytes(data))
+    code, stderr = finish(actor_process(config_path))
+    assert code == EXIT_REFUSED, stderr
+    assert "corrupt write-ahead log" in stderr and "Traceback" not in stderr
