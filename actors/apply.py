@@ -298,7 +298,7 @@ class ApplyActor(SocketActor):
         except Exception:
             problem = result_problem(reply.value) or "result too large for one message"
             frame = self.envelope.encode(LocalQueryResult(query.request_id, _ERROR, problem))
-        self._send_frame(frame)
+        self._send_frame(frame, carries_applied_index=False)
 
     # ------------------------------------------------------------------ sending
 
@@ -329,7 +329,10 @@ class ApplyActor(SocketActor):
             return
         self._send_frame(frame)
 
-    def _send_frame(self, frame: bytes) -> None:
+    def _send_frame(self, frame: bytes, carries_applied_index: bool = True) -> None:
+        """Send a frame; one that carries the applied index (ApplyResults,
+        ApplyState) also counts as the periodic report."""
         assert self.link is not None
         self.link.send_frame(frame)
-        self._reported_index, self._reported_at = self.applied_index, time.monotonic()
+        if carries_applied_index:
+            self._reported_index, self._reported_at = self.applied_index, time.monotonic()
