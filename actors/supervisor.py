@@ -128,15 +128,18 @@ class Supervisor:
 
     def __init__(
         self,
-        config: ClusterConfig,
+        config: ClusterConfig | str | os.PathLike[str],
         node_ids: Iterable[str] = (),
         *,
         command: CommandFactory | None = None,
         policy: RestartPolicy | None = None,
     ) -> None:
-        self.config = config
-        self.nodes = [node.id for node in check_node_ids(config, node_ids)]
-        self.command = command or actor_command(config.path)
+        """`config`: a loaded config or its path (ConfigError if invalid, or
+        if a node id is not in it); `command`: how to start an actor (tests
+        substitute stand-ins); `policy`: restart and stop timings."""
+        self.config = config if isinstance(config, ClusterConfig) else load_config(config)
+        self.nodes = [node.id for node in check_node_ids(self.config, node_ids)]
+        self.command = command or actor_command(self.config.path)
         self.policy = policy or RestartPolicy()
         self.children = [_Child(node, kind) for node in self.nodes for kind in KINDS]
         self._stop = threading.Event()
@@ -329,8 +332,7 @@ def _child_setup() -> None:
 def run(config_path: str | os.PathLike[str], node_ids: Iterable[str] = ()) -> int:
     """`sandzmq start`: supervise the named nodes (all when none) until
     SIGINT/SIGTERM. Returns the exit status; ConfigError propagates."""
-    config = load_config(config_path)
-    supervisor = Supervisor(config, node_ids)
+    supervisor = Supervisor(config_path, node_ids)
     _configure_logging()
     return supervisor.run()
 

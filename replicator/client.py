@@ -1,47 +1,355 @@
-"""Client: talks to a sandzmq cluster from another process.
+"""Client: talks to a sandzmq cluster from another process (SPEC 6).
 
-A placeholder until the node lands: it fixes the public names and signatures
-(SPEC 6) so that code can be written against them, and every method raises
-NotImplementedError.
+    client = sandzmq.Client.from_config("cluster.toml")   # finds and follows the leader
+    client.replicate(b"...")                              # the StateMachine's result
+    future = client.replicate_async(b"...")               # many in flight, batched
+
+Threads. One background I/O thread per Client owns every ZeroMQ socket
+(sockets are not thread-safe) and all the bookkeeping below. Caller threads
+only append requests to a queue and wake the I/O thread through a pipe; each
+loop turn the I/O thread takes *everything* queued and sends it to a node as
+ONE ClientSubmit, so replicate_async() calls in flight together travel
+together (client-side batching, DESIGN 2). Futures are resolved on the I/O
+thread, so their done-callbacks run there: keep them short, and never block
+on another future of the same Client from one.
+
+Exactly-once (Raft dissertation 6.3). A Client is one session: a random
+16-byte client id, and sequence numbers 1, 2, 3... for its commands. Every
+attempt at a command, to whichever node, carries the SAME seq, so the apply
+actor applies it once and answers retries from its session cache; each
+attempt also carries `first_incomplete`, the lowest seq still waiting for an
+answer, so the cluster can forget older results. A command that timed out is
+given up: it leaves the session window, and a later replicate() of the same
+bytes is a new command.
+
+Retries. Each attempt has its own request id, so every answer is matched to
+the attempt (and node) it answers:
+
+- NOT_LEADER: from_config (or follow_leader=True) goes to the hinted leader
+  at once, or, when the hint is empty (an election), tries the next node
+  after a short pause; connect mode raises NotLeaderError(leader_id,
+  leader_address), or ReplicationTimeout if an earlier attempt may already
+  have been proposed (then "not appended anywhere" would be a lie).
+- LOST: proposed, then leadership changed; retried at the (new) leader with
+  the same seq after a short pause.
+- BUSY: retried at the same node after an exponential backoff.
+- no answer within the resend interval: resent (same seq) to the believed
+  leader; after a second silent interval that node is suspected and the next
+  one is tried, so a stopped leader does not hold the client.
+- a node not connected: links use ZMQ_IMMEDIATE, so a send with no
+  connection is refused on the spot and *certainly* not delivered; the
+  client tries again shortly (the next node, when following the leader).
+
+Errors at the deadline keep sandzmq.errors' promises: ReplicationTimeout
+(outcome unknown) if any attempt was handed to a connected node and not
+refused, or the cluster answered LOST; ClusterUnavailable only when no
+attempt can have been proposed (nothing could be sent, or every attempt was
+refused with NOT_LEADER / BUSY). Success is reported only on an OK reply.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-_LATER = "Client arrives with the node"
+from sandzmq.actors.protocol import (
+    ClientQuery,
+    ClientReply,
+    ClientSubmit,
+    ReplyStatus,
+    StatusReply,
+    StatusRequest,
+    encode_command,
+)
+from sandzmq.config import ClusterConfig, load_config
+from sandzmq.errors import ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
+from sandzmq.state_machine import check_consistency
+from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, PeerLink, Poller
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+#: Requests per ClientSubmit, and their payload bytes: one message stays far
+#: below the envelope's size limit and one loop turn's latency stays bounded.
+MAX_SUBMIT_REQUESTS = 4096
+MAX_SUBMIT_BYTES = 8 << 20
+#: Room for the envelope and the payload's session header around a command.
+_FRAME_OVERHEAD = 4096
+#: A link with no connection: try again (elsewhere, when following) after this.
+UNSENT_RETRY_S = 0.02
+#: NOT_LEADER without a hint or LOST: an election is probably running.
+ELECTION_PAUSE_S = 0.05
+#: BUSY: first backoff, doubled per BUSY answer, capped.
+BUSY_BACKOFF_S = (0.01, 0.25)
+
+
+# ---------------------------------------------------------------- requests
+
+_COMMAND, _QUERY, _STATUS = "command", "query", "status"
+# Request states in the I/O thread. Invariant: a READY request is in the
+# ready list; a WAITING or SENT one has exactly one valid timer, due no later
+# than its deadline, so every request is looked at again by its deadline.
+_NEW, _READY, _WAITING, _SENT, _DONE = range(5)
+#: Futures resolve this much before the deadline (at most), so that a caller's
+#: own `future.result(timeout)` with the same timeout sees the answer.
+_EARLY_S = 0.01
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    """One replicate/query/status call, from hand-off to its final answer."""
+
+    kind: str
+    future: Future[Any]
+    body: bytes
+    timeout: float
+    consistency: str = ""
+    fixed: str | None = None  # an address it must go to (local query, status); None: the leader
+    created: float = field(default_factory=time.monotonic)
+    deadline: float = 0.0
+    seq: int = 0
+    state: int = _NEW
+    token: int = 0  # invalidates timers of an earlier state
+    current_rid: int = 0  # the latest attempt
+    current_node: str | None = None
+    outstanding: set[int] = field(default_factory=set)  # attempts sent and not refused
+    maybe_proposed: bool = False  # a LOST answer, or an attempt left unanswered
+    silent: int = 0  # consecutive resend intervals without an answer
+    busy: int = 0  # BUSY answers so far
+    attempts: int = 0
+    refusal: str = ""  # why the last attempt did not go through, for the final error
+
+    def __post_init__(self) -> None:
+        self.deadline = self.created + self.timeout - min(_EARLY_S, self.timeout / 10)
+
+
+_CLOSE = object()  # queued by close()
+_KNOWN_STATUS = frozenset(int(s) for s in ReplyStatus)
+
+
+def _parse_hint(value: Any) -> tuple[str | None, str | None]:
+    """NOT_LEADER's value, [leader_id | None, leader_address | None], read defensively."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        leader_id, address = value
+        return (leader_id if isinstance(leader_id, str) and leader_id else None,
+                address if isinstance(address, str) and address else None)
+    return None, None
+
+
+def _resend_interval(timeout: float) -> float:
+    """Silence before a resend: long enough that a merely slow commit is not
+    duplicated (duplicates are harmless, but cost the leader work), short
+    enough to leave room for a few attempts within the timeout."""
+    return max(0.25, min(1.0, timeout / 4))
+
+
+# ---------------------------------------------------------------- the client
 
 
 class Client:
-    """Will find and follow the leader, retrying commands exactly once across leader changes."""
+    """A session with a sandzmq cluster; thread-safe; one background I/O thread.
+
+    Build one with `Client.from_config(path)` (follows the leader among every
+    node of the file) or `Client.connect(address, cluster=...)` (one node).
+    """
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        *,
+        cluster: str,
+        follow_leader: bool = True,
+        node_addresses: Mapping[str, str] | None = None,
+        resend_interval: float | None = None,
+        home: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        """`addresses`: client addresses to try, in order; `node_addresses`:
+        node id -> client address, for query(node=...) and leader hints that
+        name only an id; `resend_interval`: fixed silence before a resend
+        (default: from each call's timeout); `home`: the connected node of
+        connect mode, which status() and local queries ask by default
+        (default: the first address when not following the leader)."""
+        if not addresses:
+            raise ValueError("a Client needs at least one node address")
+        self._envelope = Envelope(cluster, max_message_bytes=max_message_bytes)
+        self._max_command = max_message_bytes - _FRAME_OVERHEAD
+        self._follow = follow_leader
+        self._book: dict[str, str] = dict(node_addresses or {})  # node id -> client address
+        self._rotation: list[str] = list(dict.fromkeys(addresses))
+        self._rr = random.randrange(len(self._rotation)) if follow_leader else 0
+        self._leader: str | None = None
+        self._home = home if home is not None else (None if follow_leader else self._rotation[0])
+        self._resend_fixed = resend_interval
+        self.client_id = os.urandom(16)
+
+        # Shared with caller threads (under _lock): the hand-off queue.
+        self._lock = threading.Lock()
+        self._queue: deque[Any] = deque()
+        self._closed = False
+        self._signalled = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        # Owned by the I/O thread from here on.
+        self._links: dict[str, PeerLink] = {}
+        self._poller = Poller([self._wake_r])
+        self._ready: list[_Request] = []
+        self._timers: list[tuple[float, int, _Request, int]] = []
+        self._tiebreak = itertools.count()
+        self._rids: dict[int, _Request] = {}
+        self._next_rid = 1
+        self._next_seq = 1
+        self._incomplete: list[int] = []  # heap of seqs, lazily pruned against _pending_seqs
+        self._pending_seqs: set[int] = set()
+        self._live: set[_Request] = set()
+        self._closing = False
+        #: Counters for tests, benchmarks and debugging (read them from any thread).
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("submits", "requests_sent", "resends", "replies", "stale_replies",
+             "bad_replies", "unsent", "not_leader", "busy", "lost"), 0)  # fmt: skip
+        try:
+            for address in self._rotation:
+                self._link(address)
+        except BaseException:
+            self._close_sockets()
+            raise
+        self._thread = threading.Thread(target=self._run, name="sandzmq-client-io", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ construction
 
     @classmethod
-    def from_config(cls, path: str | Path) -> Self:
-        raise NotImplementedError(_LATER)
+    def from_config(cls, path: str | Path | ClusterConfig, *, resend_interval: float | None = None) -> Self:
+        """A client that knows every node's client address and follows the leader.
+
+        Raises ConfigError for an invalid file.
+        """
+        config = path if isinstance(path, ClusterConfig) else load_config(path)
+        return cls(
+            [node.client for node in config.nodes],
+            cluster=config.name,
+            follow_leader=True,
+            node_addresses={node.id: node.client for node in config.nodes},
+            resend_interval=resend_interval,
+        )
 
     @classmethod
-    def connect(cls, address: str, follow_leader: bool = False) -> Self:
-        raise NotImplementedError(_LATER)
+    def connect(
+        cls,
+        address: str,
+        follow_leader: bool = False,
+        *,
+        cluster: str | None = None,
+        config: str | Path | ClusterConfig | None = None,
+        resend_interval: float | None = None,
+    ) -> Self:
+        """A client of the one node at `address` (its client address).
 
-    def replicate(self, command: bytes, timeout: float = 5.0) -> Any:
-        raise NotImplementedError(_LATER)
+        replicate() on a follower raises NotLeaderError unless follow_leader
+        is set, in which case the client follows leader hints from there.
+        Every message carries the cluster's name (SPEC 3), so it needs
+        `cluster`, or `config` (a config file, which also gives node ids
+        for query(node=...)).
+        """
+        book: dict[str, str] = {}
+        if config is not None:
+            loaded = config if isinstance(config, ClusterConfig) else load_config(config)
+            cluster = cluster or loaded.name
+            book = {node.id: node.client for node in loaded.nodes}
+        if not cluster:
+            raise ValueError("Client.connect needs the cluster's name: pass cluster=NAME or config=PATH")
+        return cls(
+            [address],
+            cluster=cluster,
+            follow_leader=follow_leader,
+            node_addresses=book,
+            resend_interval=resend_interval,
+            home=address,
+        )
 
-    def replicate_async(self, command: bytes, timeout: float = 5.0) -> Future[Any]:
-        raise NotImplementedError(_LATER)
+    # ------------------------------------------------------------ public API
+
+    def replicate(self, command: bytes, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        """Commit `command` and return the StateMachine's result.
+
+        Raises NotLeaderError (connect mode, on a follower), and
+        ReplicationTimeout or ClusterUnavailable within `timeout` seconds
+        (None: no limit) when the commit cannot be confirmed.
+        """
+        return self._wait(self.replicate_async(command, timeout), timeout)
+
+    def replicate_async(self, command: bytes, timeout: float | None = DEFAULT_TIMEOUT) -> Future[Any]:
+        """Like replicate(), but returns at once with a Future that resolves,
+        with the result or one of replicate()'s errors, within `timeout`."""
+        if not isinstance(command, bytes):
+            raise TypeError(f"command must be bytes, got {type(command).__name__}")
+        if len(command) > self._max_command:
+            raise ValueError(f"command of {len(command)} bytes is above the limit of {self._max_command}")
+        return self._submit(_Request(_COMMAND, Future(), command, _timeout(timeout)))
 
     def query(
         self,
         query: bytes,
         consistency: str = "linearizable",
         node: str | None = None,
-        timeout: float = 5.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
-        raise NotImplementedError(_LATER)
+        """StateMachine.query()'s answer. `linearizable` and `lease` go to the
+        leader; `local` reads the node with id `node` (default: the connected
+        node, or the believed leader of a from_config client)."""
+        if not isinstance(query, bytes):
+            raise TypeError(f"query must be bytes, got {type(query).__name__}")
+        check_consistency(consistency)
+        fixed = None
+        if node is not None:
+            if consistency != "local":
+                raise ValueError("node= only applies to consistency='local' (the others ask the leader)")
+            fixed = self._address_of(node)
+        elif consistency == "local":
+            fixed = self._home
+        request = _Request(_QUERY, Future(), query, _timeout(timeout), consistency=consistency, fixed=fixed)
+        return self._wait(self._submit(request), timeout)
+
+    def status(self, timeout: float = 1.0, node: str | None = None) -> dict[str, Any]:
+        """The node's status report (what `sandzmq status` prints): of node
+        `node`, else of the connected node (connect mode) or the believed
+        leader. ClusterUnavailable if it does not answer within `timeout`."""
+        fixed = self._address_of(node) if node is not None else self._home
+        request = _Request(_STATUS, Future(), b"", _timeout(timeout), fixed=fixed)
+        return self._wait(self._submit(request), timeout)
 
     def close(self) -> None:
-        raise NotImplementedError(_LATER)
+        """Stop the I/O thread. Calls still waiting fail: ReplicationTimeout
+        for a command that may have been proposed, ClusterUnavailable for
+        the rest. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.append(_CLOSE)
+                self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def leader_address(self) -> str | None:
+        """The client address of the node believed to lead, if any."""
+        return self._leader
 
     def __enter__(self) -> Self:
         return self
@@ -53,3 +361,437 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        mode = "following the leader" if self._follow else "connected"
+        return f"<Client {self.client_id.hex()[:8]} {mode}: {', '.join(self._rotation)}>"
+
+    # ------------------------------------------------------------ caller side
+
+    def _address_of(self, node: str) -> str:
+        try:
+            return self._book[node]
+        except KeyError:
+            known = ", ".join(sorted(self._book)) or "none (connect with config=... to name nodes)"
+            raise ValueError(f"unknown node {node!r}; known nodes: {known}") from None
+
+    def _submit(self, request: _Request) -> Future[Any]:
+        # RUNNING at once: a request may be on the wire any moment, so it cannot be cancelled.
+        request.future.set_running_or_notify_cancel()
+        with self._lock:
+            if self._closed:
+                request.future.set_exception(ClusterUnavailable("the client is closed"))
+                return request.future
+            self._queue.append(request)
+            self._wake()
+        return request.future
+
+    def _wake(self) -> None:
+        """Wake the I/O thread (called with _lock held): one byte per batch of hand-offs."""
+        if not self._signalled:
+            self._signalled = True
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:  # the pipe is full: the thread is awake anyway
+                pass
+            except OSError:  # closed: the I/O thread is gone, and fails what is queued
+                pass
+
+    def _wait(self, future: Future[Any], timeout: float | None) -> Any:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a blocking Client call from the Client's own I/O thread (a future callback) would deadlock")
+        # The I/O thread resolves every future by its deadline; the margin only
+        # guards against a bug there leaving a caller blocked forever.
+        guard = None if timeout is None else timeout + 10.0
+        try:
+            return future.result(guard)
+        except TimeoutError:
+            raise ReplicationTimeout(f"no answer within {timeout} s (the client's I/O thread is stuck)") from None
+
+    # ------------------------------------------------------------ the I/O thread
+
+    def _run(self) -> None:
+        try:
+            while True:
+                for source in self._poller.wait(self._poll_timeout()):
+                    if isinstance(source, int):
+                        self._drain_wake()
+                    else:
+                        self._on_link(source)
+                self._take_new()
+                self._fire_timers()
+                if self._closing:
+                    break
+                self._flush()
+        except BaseException:
+            log.exception("sandzmq client I/O thread failed")
+        finally:
+            with self._lock:
+                self._closed = True
+                leftovers = [item for item in self._queue if item is not _CLOSE]
+                self._queue.clear()
+            for request in leftovers:
+                request.future.set_exception(ClusterUnavailable("the client is closed"))
+            for request in list(self._live):
+                self._finish_closed(request)
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _poll_timeout(self) -> float | None:
+        if self._ready:
+            return 0.0
+        timers = self._timers
+        while timers and not self._timer_valid(timers[0]):
+            heapq.heappop(timers)
+        if not timers:
+            return None
+        return max(0.0, (timers[0][0] - time.monotonic()) * 1000.0)
+
+    def _drain_wake(self) -> None:
+        # Empty the pipe first, then clear the flag: a caller that finds the
+        # flag still set has queued its request before the clearing, so the
+        # _take_new() that follows sees it. (The other order can swallow the
+        # byte of a caller that wrote after the clearing, and leave the flag
+        # set with the pipe empty: every later hand-off would then sleep.)
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            self._signalled = False
+
+    def _take_new(self) -> None:
+        queue = self._queue
+        while queue:
+            item = queue.popleft()
+            if item is _CLOSE:
+                self._closing = True
+                continue
+            request: _Request = item
+            if self._closing:
+                self._finish_closed(request)
+                continue
+            if request.kind == _COMMAND:
+                request.seq = self._next_seq
+                self._next_seq += 1
+                self._pending_seqs.add(request.seq)
+                heapq.heappush(self._incomplete, request.seq)
+            self._live.add(request)
+            self._set_ready(request)
+
+    # --- timers
+
+    def _push_timer(self, when: float, request: _Request) -> None:
+        heapq.heappush(self._timers, (when, next(self._tiebreak), request, request.token))
+
+    @staticmethod
+    def _timer_valid(entry: tuple[float, int, _Request, int]) -> bool:
+        _, _, request, token = entry
+        return request.state != _DONE and token == request.token
+
+    def _schedule(self, request: _Request, at: float) -> None:
+        """Send `request` (again) at time `at`: now, or after a pause."""
+        if at <= time.monotonic():
+            self._set_ready(request)
+            return
+        request.state = _WAITING
+        request.token += 1
+        self._push_timer(min(at, request.deadline), request)
+
+    def _set_ready(self, request: _Request) -> None:
+        if request.state != _READY:
+            request.state = _READY
+            request.token += 1
+            self._ready.append(request)
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            request = entry[2]
+            if request.state == _DONE:
+                continue
+            if now >= request.deadline:
+                self._expire(request)
+            elif entry[3] != request.token:
+                continue
+            elif request.state == _WAITING:
+                self._set_ready(request)
+            elif request.state == _SENT:
+                self._on_silence(request)
+        # Timers of finished requests linger until they are due; keep the heap bounded.
+        if len(timers) > 4 * len(self._live) + 1024:
+            self._timers = [e for e in timers if e[2].state != _DONE]
+            heapq.heapify(self._timers)
+
+    def _on_silence(self, request: _Request) -> None:
+        """No answer within the resend interval: resend; suspect a node that stays silent."""
+        request.silent += 1
+        self.stats["resends"] += 1
+        if request.silent >= 2 and request.fixed is None and request.current_node is not None:
+            self._suspect(request.current_node)
+            request.silent = 0
+        self._set_ready(request)
+
+    # --- leader tracking
+
+    def _target(self, request: _Request) -> str:
+        if request.fixed is not None:
+            return request.fixed
+        if not self._follow:
+            return self._rotation[0]
+        return self._leader or self._rotation[self._rr % len(self._rotation)]
+
+    def _suspect(self, address: str) -> None:
+        """`address` is not (or no longer) a usable leader: move on to the next node."""
+        if not self._follow:
+            return
+        if self._leader == address:
+            self._leader = None
+        if self._rotation[self._rr % len(self._rotation)] == address:
+            self._rr += 1
+
+    def _learn_leader(self, refused_by: str, leader_id: str | None, address: str | None) -> bool:
+        """Take a NOT_LEADER hint; True if it names a leader other than the node that refused."""
+        if leader_id is not None and address is not None:
+            self._book.setdefault(leader_id, address)
+        if address is None and leader_id is not None:
+            address = self._book.get(leader_id)
+        if not self._follow:
+            return False
+        if address is None or address == refused_by:
+            self._suspect(refused_by)
+            return False
+        try:
+            self._link(address)
+        except ValueError:  # a hint we cannot connect to is no hint
+            self.stats["bad_replies"] += 1
+            self._suspect(refused_by)
+            return False
+        if address not in self._rotation:
+            self._rotation.append(address)
+        self._leader = address
+        return True
+
+    def _link(self, address: str) -> PeerLink:
+        link = self._links.get(address)
+        if link is None:
+            try:
+                link = PeerLink(address, self._envelope, immediate=True)
+            except OSError as exc:
+                raise ValueError(f"cannot connect to {address!r}: {exc.strerror or exc}") from None
+            self._links[address] = link
+            self._poller.register(link)
+        return link
+
+    # --- sending
+
+    def _flush(self) -> None:
+        if not self._ready:
+            return
+        ready, self._ready = self._ready, []
+        groups: dict[str, list[_Request]] = {}
+        for request in ready:
+            if request.state == _READY:
+                groups.setdefault(self._target(request), []).append(request)
+        now = time.monotonic()
+        for address, requests in groups.items():
+            commands = [r for r in requests if r.kind == _COMMAND]
+            if commands:
+                first_incomplete = self._first_incomplete()
+                for chunk in _chunks(commands):
+                    payloads = [encode_command(self.client_id, r.seq, first_incomplete, r.body) for r in chunk]
+                    self._send(address, chunk, now, lambda rids: ClientSubmit(list(zip(rids, payloads))))
+            for request in requests:
+                if request.kind == _QUERY:
+                    self._send(address, [request], now, lambda rids, r=request: ClientQuery(rids[0], r.consistency, r.body))
+                elif request.kind == _STATUS:
+                    self._send(address, [request], now, lambda rids: StatusRequest(rids[0]))
+
+    def _send(self, address: str, requests: list[_Request], now: float, build: Any) -> None:
+        """Send one message carrying `requests` (a fresh attempt id each); on a
+        refused send nothing was delivered, so the attempts do not count."""
+        rids = list(range(self._next_rid, self._next_rid + len(requests)))
+        self._next_rid += len(requests)
+        try:
+            sent = self._link(address).send(build(rids))
+        except Exception as exc:  # an unencodable or oversized message: a bug, or a huge batch
+            log.exception("cannot send to %s", address)
+            for request in requests:
+                self._finish(request, error=SandzmqError(f"cannot send the request: {exc}"))
+            return
+        if not sent:
+            self.stats["unsent"] += len(requests)
+            self._suspect(address)
+            for request in requests:
+                request.refusal = f"{address} is not reachable"
+                self._schedule(request, now + UNSENT_RETRY_S)
+            return
+        self.stats["submits"] += 1
+        self.stats["requests_sent"] += len(requests)
+        for rid, request in zip(rids, requests):
+            self._rids[rid] = request
+            request.outstanding.add(rid)
+            request.current_rid = rid
+            request.current_node = address
+            request.attempts += 1
+            request.state = _SENT
+            request.token += 1
+            interval = self._resend_fixed or _resend_interval(request.timeout)
+            self._push_timer(min(now + interval, request.deadline), request)
+
+    def _first_incomplete(self) -> int:
+        heap, pending = self._incomplete, self._pending_seqs
+        while heap and heap[0] not in pending:
+            heapq.heappop(heap)
+        return heap[0] if heap else self._next_seq
+
+    # --- receiving
+
+    def _on_link(self, link: PeerLink) -> None:
+        for message in link.drain():
+            try:
+                if type(message) is ClientReply:
+                    for rid, status, value in message.replies:
+                        self._on_reply(link.remote, rid, status, value)
+                elif type(message) is StatusReply:
+                    self._on_reply(link.remote, message.request_id, ReplyStatus.OK, message.status, status_reply=True)
+                else:
+                    self.stats["bad_replies"] += 1
+            except Exception:  # never let one odd reply stop the thread
+                self.stats["bad_replies"] += 1
+                log.exception("ignoring a reply the client could not handle")
+
+    def _on_reply(self, node: str, rid: int, status: int, value: Any, status_reply: bool = False) -> None:
+        request = self._rids.get(rid)
+        if request is None or request.state == _DONE:
+            self.stats["stale_replies"] += 1
+            return
+        if status not in _KNOWN_STATUS or (status == ReplyStatus.OK and status_reply != (request.kind == _STATUS)):
+            self.stats["bad_replies"] += 1  # not an answer (or an OK of the wrong shape): the attempt stays open
+            return
+        del self._rids[rid]
+        self.stats["replies"] += 1
+        request.outstanding.discard(rid)
+        latest = rid == request.current_rid
+        if latest:
+            request.silent = 0
+        if status == ReplyStatus.OK:
+            if self._follow and request.fixed is None:
+                self._leader = node  # it just acted as the leader
+            self._finish(request, result=value)
+        elif status == ReplyStatus.ERROR:
+            self._finish(request, error=SandzmqError(f"{node} refused the request: {value}"))
+        elif status == ReplyStatus.NOT_LEADER:
+            self._on_not_leader(request, node, value, latest)
+        elif status == ReplyStatus.BUSY:
+            self.stats["busy"] += 1
+            if latest:
+                request.busy += 1
+                request.refusal = f"{node} is busy"
+                if request.fixed is None and self._leader != node:
+                    self._suspect(node)  # a node that is starting (or overloaded) but not known to lead
+                low, high = BUSY_BACKOFF_S
+                pause = min(high, low * 2 ** (request.busy - 1)) * random.uniform(0.75, 1.25)
+                self._schedule(request, time.monotonic() + pause)
+        elif status == ReplyStatus.LOST:
+            self.stats["lost"] += 1
+            request.maybe_proposed = True
+            if latest:
+                request.refusal = f"{node} lost its leadership after proposing the command"
+                self._suspect(node)
+                self._schedule(request, time.monotonic() + ELECTION_PAUSE_S)
+
+    def _on_not_leader(self, request: _Request, node: str, value: Any, latest: bool) -> None:
+        self.stats["not_leader"] += 1
+        leader_id, address = _parse_hint(value)
+        redirected = self._learn_leader(node, leader_id, address)
+        if not latest:
+            return
+        if not self._follow:
+            if request.kind == _COMMAND and (request.maybe_proposed or request.outstanding):
+                self._finish(request, error=ReplicationTimeout(
+                    f"{node} is no longer the leader and an earlier attempt may have been proposed: "
+                    "the command's outcome is unknown"))
+            else:
+                self._finish(request, error=NotLeaderError(leader_id, address or self._book.get(leader_id or "")))
+            return
+        request.refusal = f"{node} is not the leader" + ("" if leader_id else " and knows of none")
+        if redirected:
+            self._schedule(request, 0.0)
+        else:
+            self._schedule(request, time.monotonic() + ELECTION_PAUSE_S)
+
+    # --- endings
+
+    def _finish(self, request: _Request, *, result: Any = None, error: BaseException | None = None) -> None:
+        if request.state == _DONE:
+            return
+        request.state = _DONE
+        self._live.discard(request)
+        self._pending_seqs.discard(request.seq)
+        for rid in request.outstanding:
+            self._rids.pop(rid, None)
+        if error is None:
+            request.future.set_result(result)
+        else:
+            request.future.set_exception(error)
+
+    def _expire(self, request: _Request) -> None:
+        """The deadline passed: say honestly what may have happened."""
+        waited = f"{request.timeout:g} s"
+        if request.kind == _STATUS:
+            error: SandzmqError = ClusterUnavailable(
+                f"no status from {request.fixed or 'the cluster'} within {waited}")
+        elif request.maybe_proposed or request.outstanding:
+            where = request.current_node or "the cluster"
+            if request.kind == _COMMAND:
+                error = ReplicationTimeout(
+                    f"the command was not confirmed within {waited} (last sent to {where}, "
+                    f"{request.attempts} attempt(s)): it may still commit")
+            else:
+                error = ReplicationTimeout(f"no answer to the query within {waited} (last sent to {where})")
+        else:
+            reason = request.refusal or "no node could be reached"
+            error = ClusterUnavailable(f"no leader took the request within {waited}: {reason}")
+        self._finish(request, error=error)
+
+    def _finish_closed(self, request: _Request) -> None:
+        if request.kind == _COMMAND and (request.maybe_proposed or request.outstanding):
+            error: SandzmqError = ReplicationTimeout("the client was closed before the command was confirmed: it may still commit")
+        else:
+            error = ClusterUnavailable("the client was closed")
+        self._finish(request, error=error)
+
+
+def _timeout(timeout: float | None) -> float:
+    if timeout is None:
+        return math.inf
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive (or None), got {timeout!r}")
+    return float(timeout)
+
+
+def _chunks(requests: list[_Request]) -> Iterable[list[_Request]]:
+    """Split into ClientSubmits that stay well inside the message size limit."""
+    chunk: list[_Request] = []
+    size = 0
+    for request in requests:
+        if chunk and (len(chunk) >= MAX_SUBMIT_REQUESTS or size + len(request.body) > MAX_SUBMIT_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(request)
+        size += len(request.body)
+    if chunk:
+        yield chunk

@@ -1,0 +1,404 @@
+"""The node supervisor's restart policy, with stand-in actors.
+
+The real actors are not needed to test the policy: the Supervisor takes a
+command factory, and here every "actor" is a tiny Python program that
+records its pid, then behaves as a per-actor mode file says (run, exit N, or
+ignore SIGTERM). Tests that need the supervisor's signal handling run it as
+a process of its own (a driver script); the others drive it in-process with
+start() / step() / stop().
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandzmq import ClusterUnavailable, ConfigError, NotLeaderError, RaftReplicator
+from sandzmq.actors.supervisor import KINDS, RestartPolicy, Supervisor, describe_exit
+from sandzmq.config import ClusterConfig, load_config
+from sandzmq.statemachines.kv import encode_get, encode_put
+
+CHILD = r"""
+import os, signal, sys, time
+kind, node, logdir = sys.argv[1:4]
+with open(os.path.join(logdir, f"{node}-{kind}.starts"), "a") as f:
+    f.write(f"{os.getpid()}\n")
+mode_file = os.path.join(logdir, f"{node}-{kind}.mode")
+mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "run"
+if mode.startswith("exit"):
+    sys.exit(int(mode[4:]))
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    time.sleep(1)
+"""
+
+DRIVER = r"""
+import sys
+from sandzmq.actors.supervisor import RestartPolicy, Supervisor
+from sandzmq.config import load_config
+
+config, logdir, child, grace = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+code = open(child).read()
+supervisor = Supervisor(
+    load_config(config),
+    command=lambda kind, node: [sys.executable, "-c", code, kind, node, logdir],
+    policy=RestartPolicy(backoff_initial=0.02, stop_grace=grace, poll_interval=0.02),
+)
+sys.exit(supervisor.run())
+"""
+
+FAST = RestartPolicy(backoff_initial=0.02, backoff_max=0.1, max_restarts=3, window=30.0, stop_grace=2.0, poll_interval=0.02)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", tick: Callable[[], Any] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        if tick is not None:
+            tick()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie, not yet reaped by whoever inherited it, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def write_config(tmp_path: Path, node_ids: list[str]) -> Path:
+    text = '[cluster]\nname = "sup"\nstate_machine = "kv"\ndata_dir = "data"\n'
+    for i, node_id in enumerate(node_ids):
+        text += f'\n[[nodes]]\nid = "{node_id}"\nraft = "tcp://127.0.0.1:{17001 + i}"\nclient = "tcp://127.0.0.1:{17101 + i}"\n'
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    return path
+
+
+class Actors:
+    """The stand-in actors' files: which pids started, and how each should behave."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+
+    def command(self, kind: str, node: str) -> list[str]:
+        return [sys.executable, "-c", CHILD, kind, node, str(self.logdir)]
+
+    def starts(self, node: str, kind: str) -> list[int]:
+        path = self.logdir / f"{node}-{kind}.starts"
+        return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+    def set_mode(self, node: str, kind: str, mode: str) -> None:
+        (self.logdir / f"{node}-{kind}.mode").write_text(mode)
+
+    def all_pids(self) -> list[int]:
+        return [int(line) for path in self.logdir.glob("*.starts") for line in path.read_text().split()]
+
+
+@pytest.fixture
+def actors(tmp_path: Path) -> Actors:
+    logdir = tmp_path / "actors"
+    logdir.mkdir()
+    return Actors(logdir)
+
+
+@pytest.fixture
+def supervise(tmp_path: Path, actors: Actors) -> Iterator[Callable[..., Supervisor]]:
+    """Factory of in-process Supervisors over stand-in actors; all stopped at the end."""
+    made: list[Supervisor] = []
+
+    def make(node_ids: list[str] = ["n1"], policy: RestartPolicy = FAST) -> Supervisor:  # noqa: B006
+        config: ClusterConfig = load_config(write_config(tmp_path, node_ids))
+        supervisor = Supervisor(config, command=actors.command, policy=policy)
+        made.append(supervisor)
+        return supervisor
+
+    yield make
+    for supervisor in made:
+        supervisor.stop()
+    for pid in actors.all_pids():
+        assert not alive(pid), f"stand-in actor {pid} left running"
+
+
+def running_pids(supervisor: Supervisor, node: str = "n1") -> dict[str, int | None]:
+    return supervisor.pids()[node]
+
+
+# --- in-process: the restart policy ---------------------------------------------------
+
+
+def test_starts_log_apply_raft_per_node_in_the_supervisors_group(supervise, actors: Actors) -> None:
+    supervisor = supervise(["n1", "n2"])
+    assert [(c.node, c.kind) for c in supervisor.children] == [(n, k) for n in ("n1", "n2") for k in KINDS]
+    supervisor.start()
+    wait_until(lambda: all(actors.starts(n, k) for n in ("n1", "n2") for k in KINDS), what="six actors")
+    for node, pids in supervisor.pids().items():
+        assert set(pids) == set(KINDS)
+        for pid in pids.values():
+            assert pid is not None and os.getpgid(pid) == os.getpgid(0)  # no setsid
+
+
+def test_an_actor_killed_with_sigkill_is_restarted(supervise, actors: Actors) -> None:
+    supervisor = supervise()
+    supervisor.start()
+    before = wait_until(lambda: all(running_pids(supervisor).values()) and running_pids(supervisor), what="start")
+    wait_until(lambda: actors.starts("n1", "raft"), what="raft running")
+    os.kill(before["raft"], signal.SIGKILL)
+    after = wait_until(
+        lambda: running_pids(supervisor)["raft"] not in (None, before["raft"]) and running_pids(supervisor),
+        tick=supervisor.step, what="raft restarted",
+    )
+    assert after["log"] == before["log"] and after["apply"] == before["apply"]  # the others kept running
+    wait_until(lambda: len(actors.starts("n1", "raft")) == 2, what="the new raft to run")
+    assert alive(after["raft"])
+
+
+def test_an_actor_that_exits_is_restarted_whatever_its_status(supervise, actors: Actors) -> None:
+    supervisor = supervise()
+    supervisor.start()
+    pid = wait_until(lambda: running_pids(supervisor)["apply"], what="start")
+    wait_until(lambda: actors.starts("n1", "apply"), what="apply running")
+    os.kill(pid, signal.SIGTERM)  # exits 0, but nobody asked the node to stop
+    wait_until(lambda: len(actors.starts("n1", "apply")) == 2, tick=supervisor.step, what="apply restarted")
+
+
+def test_exit_status_3_is_not_restarted(supervise, actors: Actors) -> None:
+    actors.set_mode("n1", "apply", "exit3")
+    supervisor = supervise()
+    supervisor.start()
+    apply = next(c for c in supervisor.children if c.kind == "apply")
+    wait_until(lambda: apply.given_up, tick=supervisor.step, what="apply given up")
+    assert "refuses to start" in apply.reason
+    # Several backoff periods later it has still not been started again,
+    # and the node's other actors are untouched.
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:
+        assert supervisor.step()
+        time.sleep(0.02)
+    assert len(actors.starts("n1", "apply")) == 1
+    pids = running_pids(supervisor)
+    assert pids["apply"] is None and pids["log"] and pids["raft"]
+
+
+def test_a_log_store_that_refuses_stops_its_node(supervise, actors: Actors) -> None:
+    actors.set_mode("n1", "log", "exit3")
+    supervisor = supervise(["n1", "n2"])
+    supervisor.start()
+    wait_until(lambda: all(c.given_up for c in supervisor.children if c.node == "n1"), tick=supervisor.step, what="n1 stopped")
+    assert running_pids(supervisor, "n1") == {"log": None, "apply": None, "raft": None}
+    assert all(running_pids(supervisor, "n2").values())
+    assert supervisor.step()  # n2 still runs
+
+
+def test_nothing_left_running_ends_supervision(supervise, actors: Actors) -> None:
+    actors.set_mode("n1", "log", "exit3")
+    supervisor = supervise()
+    supervisor.start()
+    wait_until(lambda: not supervisor.step(), what="step() to report nothing left")
+
+
+def test_a_crash_loop_is_given_up(supervise, actors: Actors) -> None:
+    actors.set_mode("n1", "raft", "exit1")
+    supervisor = supervise()
+    supervisor.start()
+    raft = next(c for c in supervisor.children if c.kind == "raft")
+    wait_until(lambda: raft.given_up, tick=supervisor.step, what="raft given up")
+    assert "crash loop" in raft.reason
+    assert len(actors.starts("n1", "raft")) == FAST.max_restarts + 1
+    assert all(pid for kind, pid in running_pids(supervisor).items() if kind != "raft")
+
+
+def test_the_backoff_doubles_and_is_capped(supervise, actors: Actors) -> None:
+    actors.set_mode("n1", "raft", "exit1")
+    policy = RestartPolicy(backoff_initial=0.02, backoff_max=0.05, max_restarts=10, stop_grace=2.0)
+    supervisor = supervise(policy=policy)
+    supervisor.start()
+    raft = next(c for c in supervisor.children if c.kind == "raft")
+    delays = []
+    last = None
+    def record() -> None:
+        nonlocal last
+        supervisor.step()
+        if raft.restart_at is not None and raft.restart_at != last:
+            last = raft.restart_at
+            delays.append(round(raft.restart_at - raft.restarts[-1], 3))
+    wait_until(lambda: len(delays) >= 4, tick=record, what="four restarts")
+    assert delays[:4] == [0.02, 0.04, 0.05, 0.05]
+
+
+def test_stop_kills_an_actor_that_ignores_sigterm(supervise, actors: Actors) -> None:
+    actors.set_mode("n1", "raft", "stubborn")
+    supervisor = supervise(policy=RestartPolicy(stop_grace=0.3))
+    supervisor.start()
+    wait_until(lambda: all(actors.starts("n1", k) for k in KINDS), what="start")
+    pid = running_pids(supervisor)["raft"]
+    start = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - start < 2.0
+    assert pid is not None and not alive(pid)
+    assert running_pids(supervisor) == {"log": None, "apply": None, "raft": None}
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(1) == "exited with status 1"
+    assert describe_exit(-signal.SIGKILL) == "was killed by SIGKILL"
+
+
+# --- as a process: signals ------------------------------------------------------------
+
+
+@pytest.fixture
+def driver(tmp_path: Path, actors: Actors) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start a supervisor process (own session) over stand-in actors; kill its group at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "child.py").write_text(CHILD)
+
+    def start(node_ids: list[str] = ["n1"], grace: float = 2.0) -> subprocess.Popen[bytes]:  # noqa: B006
+        config = write_config(tmp_path, node_ids)
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), str(grace)],
+            start_new_session=True,
+        )
+        procs.append(proc)
+        wait_until(lambda: all(actors.starts(n, k) for n in node_ids for k in KINDS), what="the actors to start")
+        return proc
+
+    yield start
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    wait_until(lambda: not any(alive(pid) for pid in actors.all_pids()), what="stand-in actors to end")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_supervisor_stops_everything_and_exits_0(driver, actors: Actors, signum: int) -> None:
+    proc = driver(["n1", "n2"])
+    pids = actors.all_pids()
+    assert len(pids) == 6
+    proc.send_signal(signum)
+    assert proc.wait(8) == 0
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_ctrl_c_to_the_whole_group_stops_through_the_supervisor(driver, actors: Actors) -> None:
+    proc = driver()
+    pids = actors.all_pids()
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert proc.wait(8) == 0
+    assert not any(alive(pid) for pid in pids)
+    assert all(len(actors.starts("n1", k)) == 1 for k in KINDS)  # nobody was restarted on the way out
+
+
+def test_sigkill_of_the_group_is_a_node_crash(driver, actors: Actors) -> None:
+    proc = driver()
+    pids = actors.all_pids()
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait(5) == -signal.SIGKILL
+    wait_until(lambda: not any(alive(pid) for pid in pids), what="the group to die")
+
+
+def test_actors_do_not_outlive_a_killed_supervisor(driver, actors: Actors) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux only")
+    proc = driver()
+    pids = actors.all_pids()
+    proc.kill()  # the supervisor alone
+    proc.wait(5)
+    wait_until(lambda: not any(alive(pid) for pid in pids), what="orphaned actors to stop")
+
+
+def test_run_exits_1_when_nothing_is_left(driver, actors: Actors, tmp_path: Path) -> None:
+    actors.set_mode("n1", "log", "exit3")
+    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "child.py").write_text(CHILD)
+    config = write_config(tmp_path, ["n1"])
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), "2"],
+        start_new_session=True, capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "refuses to start" in proc.stderr and "log-store" in proc.stderr
+
+
+# --- RaftReplicator: start() runs a node's supervisor, stop() ends it -------------------
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_raft_replicator_checks_its_config_and_needs_start(tmp_path: Path) -> None:
+    path = write_config(tmp_path, ["n1"])
+    with pytest.raises(ConfigError, match="--node"):
+        RaftReplicator(path, "n9")
+    with pytest.raises(ConfigError, match="no such file"):
+        RaftReplicator(tmp_path / "missing.toml", "n1")
+    node = RaftReplicator(path, "n1")
+    with pytest.raises(ClusterUnavailable, match="start"):
+        node.replicate(b"x")
+    node.stop()  # stopping a node that never started does nothing
+    assert node.pid is None
+
+
+@pytest.mark.integration
+def test_raft_replicator_runs_a_real_node(tmp_path: Path) -> None:
+    ports = free_ports(6)
+    text = '[cluster]\nname = "rr"\nstate_machine = "kv"\ndata_dir = "data"\n'
+    for i, node_id in enumerate(("n1", "n2", "n3")):
+        text += f'\n[[nodes]]\nid = "{node_id}"\nraft = "tcp://127.0.0.1:{ports[i]}"\nclient = "tcp://127.0.0.1:{ports[3 + i]}"\n'
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    nodes = [RaftReplicator(path, node_id) for node_id in ("n1", "n2", "n3")]
+    groups: list[int] = []
+    try:
+        for node in nodes:
+            node.start()
+            node.start()  # idempotent
+            assert node.pid is not None
+            groups.append(node.pid)
+        leader = wait_until(
+            lambda: next((n for n in nodes if n.status()["role"] == "leader"), None), timeout=20, what="a leader")
+        assert leader.replicate(encode_put("k", "v"), timeout=5) == {"ok": True, "prev": None}
+        assert leader.query(encode_get("k")) == {"ok": True, "value": "v"}
+        follower = next(n for n in nodes if n is not leader)
+        with pytest.raises(NotLeaderError) as caught:
+            follower.replicate(encode_put("k", "w"), timeout=5)
+        assert (caught.value.leader_id, caught.value.leader_address) == (leader.node_id, leader.address)
+        wait_until(lambda: follower.query(encode_get("k"), consistency="local") == {"ok": True, "value": "v"},
+                   what="the follower to apply")
+    finally:
+        for node in nodes:
+            node.stop()
+            node.stop()  # idempotent
+    for pgid in groups:  # the supervisor and its actors are gone
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
