@@ -157,7 +157,13 @@ def run(kind: str, config: ClusterConfig, node_id: str) -> int:
     def on_signal(signum: int, frame: object) -> None:
         signalled.append(signum)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGINT stays ignored when the supervisor made it so: a Ctrl-C in the
+    # terminal reaches the whole process group, and the supervisor alone
+    # decides the order in which its actors stop.
+    stop_signals = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        stop_signals.append(signal.SIGINT)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
     try:
         try:
             cls = actor_class(kind)

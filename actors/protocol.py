@@ -166,9 +166,35 @@ def _dec_status_reply(body: Any) -> StatusReply:
     return StatusReply(expect_uint(b[0], "request_id"), b[1])
 
 
+@dataclass(slots=True)
+class ClusterHello:
+    """Which cluster is this? The one message a node takes from any cluster
+    name (Envelope open_tags): Client.connect(address) needs the name before
+    it can say anything else."""
+
+    nonce: int
+
+
+@dataclass(slots=True)
+class ClusterHelloReply:
+    nonce: int
+    cluster: str
+
+
+HELLO_TAG = "c.hello"
+HELLO_REPLY_TAG = "c.hello_reply"
+
+
 register("c.submit", ClientSubmit, lambda m: [list(r) for r in m.requests], _dec_submit)
 register("c.query", ClientQuery, lambda m: [m.request_id, m.consistency, m.query], _dec_query)
 register("c.reply", ClientReply, lambda m: [list(r) for r in m.replies], _dec_reply)
+register(HELLO_TAG, ClusterHello, lambda m: [m.nonce], lambda b: ClusterHello(expect_uint(expect_list(b, 1, "ClusterHello")[0], "nonce")))
+register(
+    HELLO_REPLY_TAG,
+    ClusterHelloReply,
+    lambda m: [m.nonce, m.cluster],
+    lambda b: ClusterHelloReply(expect_uint(expect_list(b, 2, "ClusterHelloReply")[0], "nonce"), expect_str(b[1], "cluster")),
+)
 register("c.status", StatusRequest, lambda m: [m.request_id], lambda b: StatusRequest(expect_uint(expect_list(b, 1, "StatusRequest")[0], "request_id")))
 register("c.status_reply", StatusReply, lambda m: [m.request_id, m.status], _dec_status_reply)
 

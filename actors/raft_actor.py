@@ -41,6 +41,9 @@ from .protocol import (
     ClientQuery,
     ClientReply,
     ClientSubmit,
+    ClusterHello,
+    ClusterHelloReply,
+    HELLO_TAG,
     LocalQuery,
     LocalQueryResult,
     LogDurable,
@@ -113,7 +116,9 @@ class RaftActor(SocketActor):
     def open(self) -> None:
         node = self.layout.node
         self.peer_inbox = Inbox(node.raft, self.envelope)
-        self.client_inbox = Inbox(node.client, self.envelope)
+        # The client port also answers the discovery handshake from any cluster name.
+        client_envelope = Envelope(self.config.name, drops=self.envelope.drops, open_tags=frozenset({HELLO_TAG}))
+        self.client_inbox = Inbox(node.client, client_envelope)
         self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope)
         others = {n.id: n.raft for n in self.config.nodes if n.id != self.node_id}
         self.peers = Peers(self.envelope, self.node_id, others)
@@ -159,6 +164,8 @@ class RaftActor(SocketActor):
                 return self.status()
         elif isinstance(message, LogState):
             self._on_log_state(message)
+        elif isinstance(message, ClusterHello) and reply_to is not None:
+            self.client_inbox.reply(reply_to, ClusterHelloReply(message.nonce, self.config.name))
         else:
             self.foreign_messages += 1
         return None

@@ -69,6 +69,9 @@ from sandzmq.actors.protocol import (
     ClientReply,
     ClientSubmit,
     ReplyStatus,
+    HELLO_REPLY_TAG,
+    ClusterHello,
+    ClusterHelloReply,
     StatusReply,
     StatusRequest,
     encode_command,
@@ -259,9 +262,10 @@ class Client:
 
         replicate() on a follower raises NotLeaderError unless follow_leader
         is set, in which case the client follows leader hints from there.
-        Every message carries the cluster's name (SPEC 3), so it needs
-        `cluster`, or `config` (a config file, which also gives node ids
-        for query(node=...)).
+        Every message carries the cluster's name (SPEC 3): give `cluster`, or
+        `config` (a config file, which also gives node ids for
+        query(node=...)), or neither, and the node is asked for it
+        (ClusterUnavailable if it does not answer within a few seconds).
         """
         book: dict[str, str] = {}
         if config is not None:
@@ -269,7 +273,7 @@ class Client:
             cluster = cluster or loaded.name
             book = {node.id: node.client for node in loaded.nodes}
         if not cluster:
-            raise ValueError("Client.connect needs the cluster's name: pass cluster=NAME or config=PATH")
+            cluster = discover_cluster(address)
         return cls(
             [address],
             cluster=cluster,
@@ -795,3 +799,21 @@ def _chunks(requests: list[_Request]) -> Iterable[list[_Request]]:
         size += len(request.body)
     if chunk:
         yield chunk
+
+
+def discover_cluster(address: str, timeout: float = 5.0) -> str:
+    """The name of the cluster whose node listens at `address` (its client
+    port): the one question a node answers whatever cluster name it is asked
+    in (protocol.ClusterHello)."""
+    nonce = int.from_bytes(os.urandom(6), "big")
+    envelope = Envelope("?", open_tags=frozenset({HELLO_REPLY_TAG}))
+    deadline = time.monotonic() + timeout
+    with PeerLink(address, envelope) as link:
+        link.send(ClusterHello(nonce))
+        while (left := deadline - time.monotonic()) > 0:
+            if not link.socket.poll(left * 1000):
+                break
+            for message in link.drain():
+                if isinstance(message, ClusterHelloReply) and message.nonce == nonce:
+                    return message.cluster
+    raise ClusterUnavailable(f"no node answered at {address} within {timeout:g} s (is it running?)")

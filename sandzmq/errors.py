@@ -38,9 +38,10 @@ class ReplicationTimeout(SandzmqError):
     """The command was not confirmed within its timeout: its outcome is unknown.
 
     It may have been appended by a leader and may still commit and be applied
-    later, so the caller must not assume it failed. Retrying through the same
-    Client is safe (its session makes the retry apply at most once); a new
-    replicate() call with the same bytes is a second command.
+    later, so the caller must not assume it failed; read the state to find
+    out. Within its timeout the Client already retried it under the same
+    session sequence number, so it is applied at most once; a new replicate()
+    call with the same bytes is a second command.
     """
 
 

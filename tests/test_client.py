@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from sandzmq import Client, ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
+from sandzmq.replicator.client import discover_cluster
 from sandzmq.actors.protocol import (
     ClientQuery,
     ClientReply,
@@ -226,9 +227,10 @@ def test_bad_arguments_are_refused_in_the_caller(nodes, clients) -> None:
         client.query(b"q", consistency="local", node="n9")
 
 
-def test_connect_needs_the_cluster_name() -> None:
-    with pytest.raises(ValueError, match="cluster"):
-        Client.connect("tcp://127.0.0.1:1")
+def test_connect_without_a_cluster_name_asks_the_node_and_fails_clearly_when_none_answers() -> None:
+    # Port 1 has no listener: the discovery handshake gets no answer.
+    with pytest.raises(ClusterUnavailable, match="no node answered"):
+        discover_cluster("tcp://127.0.0.1:1", timeout=0.5)
 
 
 # --- batching and first_incomplete -------------------------------------------------

@@ -223,3 +223,15 @@ def test_ipc_endpoint_rejects_odd_names(tmp_path: os.PathLike[str]) -> None:
             ipc_endpoint(tmp_path, bad)
     assert ipc_path("tcp://127.0.0.1:1") is None
     assert ipc_path("ipc://@abstract") is None
+
+
+def test_open_tags_pass_whatever_cluster_they_name_and_nothing_else_does() -> None:
+    """The discovery handshake (Client.connect without a cluster name) is the
+    one message a node accepts from any cluster."""
+    from sandzmq.actors.protocol import HELLO_TAG, ClusterHello, StatusRequest
+
+    node = Envelope("prod", open_tags=frozenset({HELLO_TAG}))
+    stranger = Envelope("?")
+    assert node.decode(stranger.encode(ClusterHello(7))) == ClusterHello(7)
+    assert node.decode(stranger.encode(StatusRequest(7))) is None
+    assert node.drops.cluster == 1

@@ -146,7 +146,7 @@ class Envelope:
     actor for its `dropped` statistic.
     """
 
-    __slots__ = ("cluster", "max_message_bytes", "registry", "drops", "_by_cls", "_by_tag")
+    __slots__ = ("cluster", "max_message_bytes", "registry", "drops", "open_tags", "_by_cls", "_by_tag")
 
     def __init__(
         self,
@@ -155,7 +155,11 @@ class Envelope:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         registry: Registry | None = None,
         drops: DropCounters | None = None,
+        open_tags: frozenset[str] = frozenset(),
     ) -> None:
+        """`open_tags` are accepted whatever cluster name they carry: only for
+        the discovery handshake (a client that knows a node's address but not
+        its cluster's name asks for it); everything else must match."""
         if not isinstance(cluster, str) or not cluster:
             raise ValueError("cluster name must be a non-empty str")
         if max_message_bytes <= 0:
@@ -164,6 +168,7 @@ class Envelope:
         self.max_message_bytes = max_message_bytes
         self.registry = registry if registry is not None else REGISTRY
         self.drops = drops if drops is not None else DropCounters()
+        self.open_tags = open_tags
         # The registry's own dicts (not copies): types registered later are seen.
         self._by_cls = self.registry._by_cls
         self._by_tag = self.registry._by_tag
@@ -210,7 +215,7 @@ class Envelope:
             drops.malformed += 1
             return None
         _, cluster, tag, body = obj
-        if cluster != self.cluster:
+        if cluster != self.cluster and not (type(tag) is str and tag in self.open_tags):
             drops.cluster += 1
             return None
         # Exact int or str only: True must not pass for tag 1.
