@@ -66,6 +66,8 @@ class Faults:
     crash_after_event: float = 0.0  # per event a node handles: it crashes right after
                                     # (messages sent, disk write not yet complete)
     late: float = 0.0  # per message: a copy also arrives 5 to 40 ticks later
+    new_leader_lost: float = 0.0  # per election: the winner crashes at once, or is cut off
+                                  # alone, its first entries on no other node (Figure 8's S5)
     partition: float = 0.0  # per tick: start a random partition or heal it
 
     @classmethod
@@ -82,6 +84,7 @@ class Faults:
                 crash_leader=rng.choice([0.05, 0.1]),
                 crash_after_event=rng.choice([0.005, 0.02]),
                 late=rng.choice([0.01, 0.05]),
+                new_leader_lost=rng.choice([0.2, 0.5]),
             )
         if level == "calm":
             return cls(max_delay=rng.choice([0.5, 1.0]), max_disk_delay=rng.choice([0.2, 1.0]))
@@ -95,6 +98,7 @@ class Faults:
                 crash=rng.choice([0.0, 0.01, 0.03]),
                 crash_leader=rng.choice([0.01, 0.03]),
                 crash_after_event=rng.choice([0.0, 0.002, 0.01]),
+                new_leader_lost=rng.choice([0.0, 0.2]),
             )
         return cls(
             drop=rng.choice([0.05, 0.1, 0.3]),
@@ -105,6 +109,8 @@ class Faults:
             crash_leader=rng.choice([0.0, 0.01]),
             crash_after_event=rng.choice([0.0, 0.002]),
             partition=rng.choice([0.0, 0.02, 0.05]),
+            late=rng.choice([0.0, 0.01]),
+            new_leader_lost=rng.choice([0.0, 0.2]),
         )
 
 
@@ -286,6 +292,8 @@ class Simulation:
             for entry in ready.committed:
                 self._check_applied(node, entry)
             self._check_leader(node)
+            if node.core is not core:
+                return  # the nemesis took the new leader down
             self._check_commit_survives(node)
             if self.rng.random() < 0.05:
                 # Keep a short tail in memory: older entries must come from disk.
@@ -367,6 +375,16 @@ class Simulation:
             commands.append(f"{self.seed}:{self.command_counter}".encode())
         return commands
 
+    def _lose_new_leader(self, node: SimNode) -> None:
+        """Right after winning, the leader crashes or is cut off alone, so its
+        no-op (and anything proposed to it) exists on it alone: the divergent
+        logs of Figure 8 come from exactly this."""
+        if self.rng.random() < 0.5:
+            self._crash(node)
+        else:
+            self.log(f"partition: [{node.id}] | rest")
+            self.partition = {node.id: 1}
+
     def _heal(self) -> None:
         self.faulty = False
         self.partition = {}
@@ -438,6 +456,9 @@ class Simulation:
             for index, entry in self.committed.items():
                 if core.log.term(index) != entry.term:
                     self._fail(f"leader completeness: {node.id} leads term {term} without committed entry {index}")
+            if self.faulty and self.rng.random() < self.faults.new_leader_lost:
+                self._lose_new_leader(node)
+                return
         elif mark[2] is not None:
             index = mark[1]
             current = core.log.entries(index, index + 1)
