@@ -158,9 +158,12 @@ class RaftActor(SocketActor):
         elif isinstance(message, ClientQuery):
             self._on_query(message, reply_to)
         elif isinstance(message, StatusRequest):
-            if reply_to is not None:
+            # Until the log-store has said what is durable the node serves
+            # nothing; it stays silent, so `sandzmq status` shows it unreachable
+            # rather than a role with unknown term and indexes.
+            if reply_to is not None and self.core is not None:
                 self.client_inbox.reply(reply_to, StatusReply(message.request_id, self.status()))
-            else:
+            elif reply_to is None:
                 return self.status()
         elif isinstance(message, LogState):
             self._on_log_state(message)
@@ -381,9 +384,9 @@ class RaftActor(SocketActor):
         core = self.core
         if core is None:
             return {
-                "id": self.node_id, "role": "follower", "term": None, "leader": None,
-                "commit_index": None, "applied_index": self.applied_index, "last_index": None,
-                "snapshot_index": 0, "dropped": dropped, "pids": dict(self.pids), "followers": {}, "drops": drops,
+                "id": self.node_id, "role": "unreachable", "term": None, "leader": None,
+                "commit_index": None, "applied_index": None, "last_index": None,
+                "snapshot_index": None, "dropped": dropped, "pids": dict(self.pids), "followers": {}, "drops": drops,
             }
         core_status = core.status()
         role = core.role.value if core.role is not Role.PRE_CANDIDATE else "candidate"
