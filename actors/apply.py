@@ -133,13 +133,6 @@ class ApplyActor(SocketActor):
     # ------------------------------------------------------------------ life cycle
 
     def open(self) -> None:
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-
-    def _open(self) -> None:
         spec = self.config.state_machine
         try:
             self.sm = load_state_machine(spec, dict(self.config.state_machine_options))

@@ -102,13 +102,6 @@ class LogStoreActor(SocketActor):
     # ------------------------------------------------------------------ life cycle
 
     def open(self) -> None:
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-
-    def _open(self) -> None:
         layout = self.layout
         try:
             self.wal = WriteAheadLog.open(layout.wal_dir, fsync=self.config.raft.fsync)
