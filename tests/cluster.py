@@ -529,9 +529,16 @@ class Cluster:
         self._stopped.discard(node)
 
     def kill_actor(self, node: str, actor: str) -> int:
-        """SIGKILL one actor process of a node ("raft", "log" or "apply"), by the
-        pid status reports, after checking the pid is in the node's process group
-        (so it is a process this harness started). Returns the killed pid."""
+        """SIGKILL one actor process of a node ("raft", "log" or "apply") and
+        wait until it is gone. Returns the killed pid."""
+        pid = self.signal_actor(node, actor, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), 10, f"{node}'s {actor} (pid {pid}) to die")
+        return pid
+
+    def signal_actor(self, node: str, actor: str, sig: int) -> int:
+        """Send `sig` to one actor process of a node, by the pid status reports,
+        after checking the pid is in the node's process group (so it is a
+        process this harness started). Returns the pid."""
         pid = self.pids(node)[actor]
         if not isinstance(pid, int) or pid <= 0:
             raise HarnessError(f"status of {node} reports no pid for {actor!r}: {pid!r}")
@@ -543,8 +550,7 @@ class Cluster:
                 f"{node}'s {actor} pid {pid} is in process group {stat[2]}, not the node's group "
                 f"{self._pgid(node)} (SPEC 3: the actors run in the supervisor's group); not killing it"
             )
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(pid), 10, f"{node}'s {actor} (pid {pid}) to die")
+        os.kill(pid, sig)
         return pid
 
     # ------------------------------------------------------------------ status

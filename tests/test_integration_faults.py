@@ -286,3 +286,32 @@ def test_kill9_leader_with_many_commands_in_flight_each_applied_at_most_once(mak
         problems = history_problems(recs, list(results), maybe=[cmd for cmd, _ in failed],
                                     positions=results, prefix=b"inflight-", ordered=False)
         assert not problems, f"{n}: {problems}"
+
+
+def test_leader_whose_log_store_stalls_steps_down_and_the_cluster_moves_on(make_cluster):
+    """A leader whose disk stops acknowledging must not keep the cluster hostage
+    (HashiCorp raft issue 503, etcd issue 15247): its log-store is frozen with
+    SIGSTOP; the leader steps down within about an election timeout, another
+    node leads and takes writes; thawed, the old leader catches up."""
+    import os
+    import signal
+
+    c = make_cluster()
+    c.start_all()
+    stuck = c.wait_for_leader(10)
+    w = Writer(c.client(), "w", timeout=5.0)
+    w.write(20)
+
+    frozen = c.signal_actor(stuck, "log", signal.SIGSTOP)
+    try:
+        # The first of these reach the frozen leader: its write never becomes
+        # durable, so it must step down and the writes go on elsewhere.
+        w.write(50, deadline=40)
+        new = c.wait_for_leader(15, exclude=[stuck])
+        assert c.status_all()[stuck]["role"] != "leader"
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+
+    lists = check_all(c, [w])
+    assert len(lists[stuck]) >= 70
+    assert c.status_all()[stuck]["leader"] == new
