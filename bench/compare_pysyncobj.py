@@ -59,6 +59,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from benchlib import filesystem_of
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = HERE / "pysyncobj_node.py"
@@ -89,17 +90,6 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     return sorted_values[int(rank) - 1]
 
 
-def filesystem_of(path: str) -> str:
-    path, best, fstype = os.path.realpath(path), "", "?"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                _, mount_point, kind, *_ = line.split()
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
-                    best, fstype = mount_point, kind
-    except OSError:
-        pass
-    return fstype
 
 
 def kill_group(pgid: int) -> None:

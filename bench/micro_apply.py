@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +41,7 @@ from sandzmq.config import load_config
 from sandzmq.raft.messages import Entry
 from sandzmq.statemachines.kv import KVStateMachine, encode_put
 from sandzmq.transport import Envelope
+from benchlib import median_cell, write_json
 
 KEYS_PER_CLIENT = 1024
 CONFIG = """\
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for batch in batches:
             runs = [bench_cell(config_path, batch, args) for _ in range(args.repeat)]
-            cell = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            cell = median_cell(runs)
             cell["batch"] = batch
             results.append(cell)
             print(f"{batch:>5} {cell['apply_us_per_entry']:>10.2f} {cell['on_batch_us_per_entry']:>13.2f}"
@@ -212,12 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print("us/e: microseconds per entry; on_batch includes apply and the ApplyResults encode; "
               "total = decode + on_batch", file=out)
     if args.json:
-        text = json.dumps({"params": params, "results": results}, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+        write_json(args.json, {"params": params, "results": results})
     return 0
 
 

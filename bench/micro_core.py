@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
-import statistics
 import sys
 import time
 from typing import Any
@@ -52,6 +50,7 @@ from sandzmq.raft import (
     RequestVoteResponse,
     Role,
 )
+from benchlib import median_cell, write_json
 
 VOTERS = ("n1", "n2", "n3")
 TRIM_KEEP = 50_000  # as the Raft actor's MEMORY_TAIL_ENTRIES
@@ -215,8 +214,6 @@ def bench_follower(batch: int, entry_size: int, duration: float) -> dict[str, An
     }
 
 
-def _median_cell(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         ("follower", bench_follower, ("step_us_per_batch", "durable_us_per_batch")),
     ):
         for batch in batches:
-            cell = _median_cell([fn(batch, args.entry_size, args.duration) for _ in range(args.repeat)])
+            cell = median_cell([fn(batch, args.entry_size, args.duration) for _ in range(args.repeat)])
             cell.update(role=role, batch=batch)
             results.append(cell)
             print(f"{role:<9} {batch:>5} {cell['us_per_batch']:>9.1f} {cell['us_per_entry']:>9.3f}"
@@ -264,12 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     print("leader parts: 1 = propose + ready (AppendEntries built), 2 = persisted + 2 acks + ready until idle", file=out)
     print("follower parts: 1 = step(AppendEntries) + ready, 2 = persisted + ready until idle (answer, committed)", file=out)
     if args.json:
-        text = json.dumps({"params": params, "results": results}, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+        write_json(args.json, {"params": params, "results": results})
     return 0
 
 

@@ -14,30 +14,17 @@ Write to a real disk: on tmpfs fsync costs nothing (the script says so).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 import time
 
 from sandzmq.raft.messages import Entry
 from sandzmq.storage import WriteAheadLog
+from benchlib import filesystem_of, median_cell, write_json
 
 
-def filesystem_of(path: str) -> str:
-    """The mount's filesystem type (Linux /proc/mounts), or '?'."""
-    path, best, fstype = os.path.realpath(path), "", "?"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                _, mount_point, kind, *_ = line.split()
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(mount_point) > len(best):
-                    best, fstype = mount_point, kind
-    except OSError:
-        pass
-    return fstype
 
 
 def run_once(directory: str, batch_size: int, entry_size: int, fsync: bool, duration: float) -> dict:
@@ -108,18 +95,13 @@ def main() -> None:
                     runs.append(run_once(directory, size, args.entry_size, fsync, args.duration))
                 finally:
                     shutil.rmtree(directory)
-            cell = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+            cell = median_cell(runs)
             cell.update(fsync=fsync, batch_size=size)
             results.append(cell)
             print(f"{'on' if fsync else 'off':>5} {size:>5} {cell['batches_per_s']:>10,.0f} {cell['entries_per_s']:>10,.0f} "
                   f"{cell['append_us']:>10.1f} {cell['sync_us']:>9.1f} {cell['reopen_ms']:>9.1f}")
     if args.json:
-        text = json.dumps({"params": params, "results": results}, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as out:
-                out.write(text + "\n")
+        write_json(args.json, {"params": params, "results": results})
 
 
 if __name__ == "__main__":
