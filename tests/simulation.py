@@ -38,7 +38,6 @@ from multiprocessing import get_context
 from sandzmq.raft import (
     CoreConfig,
     Entry,
-    EntryKind,
     HardState,
     MemoryLog,
     Message,

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,7 +19,7 @@ import pytest
 
 from sandzmq import StateMachine
 from sandzmq.actors.apply import ApplyActor
-from sandzmq.actors.layout import RAFT_IDENTITY, NodeLayout
+from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.process import EXIT_REFUSED, requested_exit
 from sandzmq.actors.protocol import (
     ApplyBatch,
@@ -37,9 +35,10 @@ from sandzmq.actors.protocol import (
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import Entry, EntryKind
 from sandzmq.statemachines.kv import encode_get, encode_put
-from sandzmq.transport import Envelope, Inbox, PeerLink, Poller, context, terminate_context
+from sandzmq.transport import Envelope, context, terminate_context
 
-DEADLINE_S = 10.0
+from actor_partner import DEADLINE_S, FakeRaft as PartnerRaft, write_one_node_config
+
 OK, ERROR = int(ReplyStatus.OK), int(ReplyStatus.ERROR)
 CLIENT = b"client-1"
 
@@ -87,57 +86,14 @@ RECORDING = f"{__name__}:RecordingSM"
 
 
 def write_config(tmp_path: Path, state_machine: str) -> Path:
-    socks = [socket.socket() for _ in range(2)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    raft_port, client_port = (s.getsockname()[1] for s in socks)
-    for s in socks:
-        s.close()
-    path = tmp_path / "cluster.toml"
-    path.write_text(
-        f"""
-[cluster]
-name = "applytest"
-state_machine = "{state_machine}"
-data_dir = "data"
-
-[[nodes]]
-id = "n1"
-raft = "tcp://127.0.0.1:{raft_port}"
-client = "tcp://127.0.0.1:{client_port}"
-"""
-    )
-    return path
+    return write_one_node_config(tmp_path, name="applytest", state_machine=state_machine)
 
 
-class FakeRaft:
-    """The raft actor's side of the apply protocol, driven by the test thread."""
+class FakeRaft(PartnerRaft):
+    """The raft actor's side of the apply protocol."""
 
     def __init__(self, layout: NodeLayout, envelope: Envelope) -> None:
-        self.inbox = Inbox(layout.raft_ipc, envelope)
-        self.link = PeerLink(layout.apply_ipc, envelope, RAFT_IDENTITY)
-        self.poller = Poller([self.inbox])
-        self._buffer: list[Any] = []
-
-    def send(self, msg: object) -> None:
-        assert self.link.send(msg)
-
-    def receive(self, deadline_s: float = DEADLINE_S) -> Any:
-        end = time.monotonic() + deadline_s
-        while not self._buffer:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no message from the apply actor before the deadline")
-            if self.poller.wait(left * 1000):
-                for identity, msg in self.inbox.drain():
-                    assert identity == b"apply"
-                    self._buffer.append(msg)
-        return self._buffer.pop(0)
-
-    def expect(self, cls: type) -> Any:
-        msg = self.receive()
-        assert isinstance(msg, cls), f"expected {cls.__name__}, got {msg!r}"
-        return msg
+        super().__init__(layout, envelope, "apply")
 
     def results(self, entries: list[Entry]) -> ApplyResults:
         """Apply `entries` as the leader does (want_results) and return the answer."""
@@ -145,10 +101,6 @@ class FakeRaft:
         answer = self.expect(ApplyResults)
         assert answer.applied_index == entries[-1].index
         return answer
-
-    def close(self) -> None:
-        self.link.close()
-        self.inbox.close()
 
 
 class Node:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,83 +18,31 @@ from typing import Any
 import pykka
 import pytest
 
-from sandzmq.actors.layout import RAFT_IDENTITY, NodeLayout
+from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.log_store import LogStoreActor
 from sandzmq.actors.process import EXIT_FAILURE, EXIT_REFUSED, requested_exit
 from sandzmq.actors.protocol import ApplyState, LogDurable, LogState, LogSync, LogWrite
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import Entry, EntryKind, HardState
 from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog
-from sandzmq.transport import Envelope, Inbox, PeerLink, Poller, context, terminate_context
+from sandzmq.transport import Envelope, context, terminate_context
 
-DEADLINE_S = 10.0
+from actor_partner import DEADLINE_S, FakeRaft as PartnerRaft, write_one_node_config
+
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def write_config(tmp_path: Path, *, fsync: bool = True) -> Path:
-    raft_port, client_port = free_ports(2)
-    path = tmp_path / "cluster.toml"
-    path.write_text(
-        f"""
-[cluster]
-name = "logtest"
-state_machine = "kv"
-data_dir = "data"
-
-[raft]
-fsync = {"true" if fsync else "false"}
-
-[[nodes]]
-id = "n1"
-raft = "tcp://127.0.0.1:{raft_port}"
-client = "tcp://127.0.0.1:{client_port}"
-"""
-    )
-    return path
+    return write_one_node_config(tmp_path, name="logtest", fsync=fsync)
 
 
-class FakeRaft:
-    """The raft actor's side of the log-store protocol, driven by the test thread."""
+class FakeRaft(PartnerRaft):
+    """The raft actor's side of the log-store protocol."""
 
     def __init__(self, layout: NodeLayout, envelope: Envelope) -> None:
-        self.inbox = Inbox(layout.raft_ipc, envelope)
-        self.link = PeerLink(layout.log_ipc, envelope, RAFT_IDENTITY)  # queues until the log-store is up
-        self.poller = Poller([self.inbox])
-        self._buffer: list[tuple[bytes, Any]] = []
-
-    def send(self, msg: object) -> None:
-        assert self.link.send(msg)
-
-    def receive(self, deadline_s: float = DEADLINE_S) -> Any:
-        """The next message from the log-store (asserting who sent it)."""
-        end = time.monotonic() + deadline_s
-        while not self._buffer:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no message from the log-store before the deadline")
-            if self.poller.wait(left * 1000):
-                self._buffer.extend(self.inbox.drain())
-        identity, msg = self._buffer.pop(0)
-        assert identity == b"log"
-        return msg
-
-    def expect(self, cls: type) -> Any:
-        msg = self.receive()
-        assert isinstance(msg, cls), f"expected {cls.__name__}, got {msg!r}"
-        return msg
+        super().__init__(layout, envelope, "log")
 
     def durable_until(self, write_id: int) -> list[LogDurable]:
         """Every LogDurable up to the one that covers `write_id`."""
@@ -110,16 +57,6 @@ class FakeRaft:
             msg = self.receive()
             if isinstance(msg, LogState) and msg.nonce == nonce:
                 return msg
-
-    def nothing_within(self, seconds: float) -> None:
-        """Assert that no message arrives for a while (a check, not a synchronisation)."""
-        if not self._buffer and self.poller.wait(seconds * 1000):
-            self._buffer.extend(self.inbox.drain())
-        assert not self._buffer, f"unexpected messages: {self._buffer}"
-
-    def close(self) -> None:
-        self.link.close()
-        self.inbox.close()
 
 
 class Node:
