@@ -197,7 +197,7 @@ class ApplyActor(SocketActor):
         if batch.want_results:
             # The leader's encode doubles as the msgpack check (see _vet).
             try:
-                frame = self.envelope.encode(ApplyResults(results, self.applied_index))
+                frame = self.envelope.encode(ApplyResults.of(results, self.applied_index))
             except Exception:
                 frame = None
             if frame is not None and len(frame) <= MAX_RESULT_BYTES:
@@ -311,7 +311,7 @@ class ApplyActor(SocketActor):
         """Send results (already vetted) and the applied index, in as many
         ApplyResults as the message size limit needs (normally one)."""
         try:
-            frame = self.envelope.encode(ApplyResults(results, self.applied_index))
+            frame = self.envelope.encode(ApplyResults.of(results, self.applied_index))
         except MessageTooLarge:
             if len(results) < 2:  # cannot happen: a vetted result is far below the limit
                 log.error("an ApplyResults of one result exceeds the message size limit")

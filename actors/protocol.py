@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -29,6 +30,7 @@ from sandzmq.raft.messages import Entry, HardState
 from sandzmq.transport import register
 from sandzmq.transport.codec import (
     DecodeError,
+    bytes_column,
     decode_entries,
     decode_hard_state,
     encode_entries,
@@ -37,7 +39,10 @@ from sandzmq.transport.codec import (
     expect_bytes,
     expect_list,
     expect_str,
+    expand_column,
     expect_uint,
+    uint_column,
+    uniform_or_column,
 )
 
 # ---------------------------------------------------------------- entry payloads
@@ -104,9 +109,18 @@ class ReplyStatus(IntEnum):
 
 @dataclass(slots=True)
 class ClientSubmit:
-    """Writes and log reads from one client: [(request_id, payload bytes), ...]."""
+    """Writes and log reads from one client, in columns: request i has the id
+    first_request_id + i (a client numbers the attempts of one message
+    consecutively), so only the payloads travel one by one."""
 
-    requests: list[tuple[int, bytes]]
+    first_request_id: int
+    payloads: list[bytes]
+
+    @property
+    def requests(self) -> list[tuple[int, bytes]]:
+        """(request id, payload) pairs: for tests and diagnostics, not the hot path."""
+        first = self.first_request_id
+        return [(first + i, p) for i, p in enumerate(self.payloads)]
 
 
 @dataclass(slots=True)
@@ -120,9 +134,22 @@ class ClientQuery:
 
 @dataclass(slots=True)
 class ClientReply:
-    """Answers, batched: [(request_id, ReplyStatus, value), ...]."""
+    """Answers, batched, in three columns of equal length."""
 
-    replies: list[tuple[int, int, Any]]
+    request_ids: list[int]
+    statuses: list[int]  # ReplyStatus values
+    values: list[Any]
+
+    @classmethod
+    def of(cls, replies: Iterable[tuple[int, int, Any]]) -> ClientReply:
+        """From (request id, status, value) triples: for tests and rare replies."""
+        rows = list(replies)
+        return cls([r[0] for r in rows], [int(r[1]) for r in rows], [r[2] for r in rows])
+
+    @property
+    def replies(self) -> list[tuple[int, int, Any]]:
+        """(request id, status, value) triples: for tests and diagnostics."""
+        return list(zip(self.request_ids, self.statuses, self.values))
 
 
 @dataclass(slots=True)
@@ -137,12 +164,8 @@ class StatusReply:
 
 
 def _dec_submit(body: Any) -> ClientSubmit:
-    items = expect_list(body, what="ClientSubmit")
-    requests = []
-    for item in items:
-        pair = expect_list(item, 2, "ClientSubmit request")
-        requests.append((expect_uint(pair[0], "request_id"), expect_bytes(pair[1], "payload")))
-    return ClientSubmit(requests)
+    b = expect_list(body, 2, "ClientSubmit")
+    return ClientSubmit(expect_uint(b[0], "first_request_id"), bytes_column(b[1], "ClientSubmit payloads"))
 
 
 def _dec_query(body: Any) -> ClientQuery:
@@ -151,12 +174,10 @@ def _dec_query(body: Any) -> ClientQuery:
 
 
 def _dec_reply(body: Any) -> ClientReply:
-    items = expect_list(body, what="ClientReply")
-    replies = []
-    for item in items:
-        triple = expect_list(item, 3, "ClientReply reply")
-        replies.append((expect_uint(triple[0], "request_id"), expect_uint(triple[1], "status"), triple[2]))
-    return ClientReply(replies)
+    b = expect_list(body, 3, "ClientReply")
+    values = expect_list(b[2], what="ClientReply values")
+    n = len(values)
+    return ClientReply(uint_column(b[0], n, "ClientReply request ids"), uint_column(b[1], n, "ClientReply statuses"), values)
 
 
 def _dec_status_reply(body: Any) -> StatusReply:
@@ -185,9 +206,9 @@ HELLO_TAG = "c.hello"
 HELLO_REPLY_TAG = "c.hello_reply"
 
 
-register("c.submit", ClientSubmit, lambda m: [list(r) for r in m.requests], _dec_submit)
+register("c.submit", ClientSubmit, lambda m: [m.first_request_id, m.payloads], _dec_submit)
 register("c.query", ClientQuery, lambda m: [m.request_id, m.consistency, m.query], _dec_query)
-register("c.reply", ClientReply, lambda m: [list(r) for r in m.replies], _dec_reply)
+register("c.reply", ClientReply, lambda m: [m.request_ids, m.statuses, m.values], _dec_reply)
 register(HELLO_TAG, ClusterHello, lambda m: [m.nonce], lambda b: ClusterHello(expect_uint(expect_list(b, 1, "ClusterHello")[0], "nonce")))
 register(
     HELLO_REPLY_TAG,
@@ -294,11 +315,26 @@ class ApplyBatch:
 
 @dataclass(slots=True)
 class ApplyResults:
-    """[(index, term, ReplyStatus, value), ...] for the entries of one batch
-    (only when asked for), and how far the apply actor now is."""
+    """The results of one batch's NORMAL entries (only when asked for), in
+    columns of equal length, and how far the apply actor now is. On the wire
+    `terms` and `statuses` collapse to one int when uniform (the usual case)."""
 
-    results: list[tuple[int, int, int, Any]]
+    indexes: list[int]
+    terms: list[int]
+    statuses: list[int]  # ReplyStatus values
+    values: list[Any]
     applied_index: int
+
+    @classmethod
+    def of(cls, results: Iterable[tuple[int, int, int, Any]], applied_index: int) -> ApplyResults:
+        """From (index, term, status, value) tuples: for tests and the slow path."""
+        rows = list(results)
+        return cls([r[0] for r in rows], [r[1] for r in rows], [int(r[2]) for r in rows], [r[3] for r in rows], applied_index)
+
+    @property
+    def results(self) -> list[tuple[int, int, int, Any]]:
+        """(index, term, status, value) tuples: for tests and the slow path."""
+        return list(zip(self.indexes, self.terms, self.statuses, self.values))
 
 
 @dataclass(slots=True)
@@ -324,12 +360,16 @@ class LocalQueryResult:
 
 
 def _dec_apply_results(body: Any) -> ApplyResults:
-    b = expect_list(body, 2, "ApplyResults")
-    results = []
-    for item in expect_list(b[0], what="ApplyResults results"):
-        r = expect_list(item, 4, "ApplyResults result")
-        results.append((expect_uint(r[0], "index"), expect_uint(r[1], "term"), expect_uint(r[2], "status"), r[3]))
-    return ApplyResults(results, expect_uint(b[1], "applied_index"))
+    b = expect_list(body, 5, "ApplyResults")
+    values = expect_list(b[3], what="ApplyResults values")
+    n = len(values)
+    return ApplyResults(
+        uint_column(b[0], n, "ApplyResults indexes"),
+        expand_column(b[1], n, "ApplyResults terms"),
+        expand_column(b[2], n, "ApplyResults statuses"),
+        values,
+        expect_uint(b[4], "applied_index"),
+    )
 
 
 def _dec_local_query_result(body: Any) -> LocalQueryResult:
@@ -343,7 +383,12 @@ register(
     lambda m: [encode_entries(m.entries), m.want_results],
     lambda b: ApplyBatch(decode_entries(expect_list(b, 2, "ApplyBatch")[0]), expect_bool(b[1], "want_results")),
 )
-register("a.results", ApplyResults, lambda m: [[list(r) for r in m.results], m.applied_index], _dec_apply_results)
+register(
+    "a.results",
+    ApplyResults,
+    lambda m: [m.indexes, uniform_or_column(m.terms), uniform_or_column(m.statuses), m.values, m.applied_index],
+    _dec_apply_results,
+)
 register(
     "a.state",
     ApplyState,

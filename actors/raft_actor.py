@@ -106,7 +106,7 @@ class RaftActor(SocketActor):
         self._unacked: deque[LogWrite] = deque()
         self._proposals: list[tuple[bytes, int, bytes]] = []  # (client identity, request id, payload)
         self._pending: dict[int, tuple[int, bytes, int]] = {}  # index -> (term, identity, request id)
-        self._replies: dict[bytes, list[tuple[int, int, Any]]] = {}
+        self._replies: dict[bytes, ClientReply] = {}
         self._local_queries: dict[int, tuple[bytes, int]] = {}
         self._query_ids = itertools.count(1)
         self._last_role: tuple[Role, int] | None = None
@@ -253,7 +253,7 @@ class RaftActor(SocketActor):
     def _on_results(self, results: ApplyResults) -> None:
         self.applied_index = results.applied_index
         pending = self._pending
-        for index, term, status, value in results.results:
+        for index, term, status, value in zip(results.indexes, results.terms, results.statuses, results.values):
             waiting = pending.pop(index, None)
             if waiting is None:
                 continue
@@ -266,7 +266,12 @@ class RaftActor(SocketActor):
     # ------------------------------------------------------------------ clients
 
     def _reply(self, identity: bytes, request_id: int, status: int, value: Any) -> None:
-        self._replies.setdefault(identity, []).append((request_id, int(status), value))
+        reply = self._replies.get(identity)
+        if reply is None:
+            reply = self._replies[identity] = ClientReply([], [], [])
+        reply.request_ids.append(request_id)
+        reply.statuses.append(int(status))
+        reply.values.append(value)
 
     def _refusal(self) -> tuple[int, Any] | None:
         """Why this node cannot take a write now, or None if it can."""
@@ -284,7 +289,7 @@ class RaftActor(SocketActor):
             return
         refusal = self._refusal()
         limit = self.config.raft.max_batch_bytes
-        for request_id, payload in submit.requests:
+        for request_id, payload in enumerate(submit.payloads, submit.first_request_id):
             if refusal is not None:
                 self._reply(identity, request_id, *refusal)
             elif len(payload) > limit:
@@ -326,8 +331,8 @@ class RaftActor(SocketActor):
             while core.has_ready():
                 self._carry_out(core.ready())
         if self._replies:
-            for identity, replies in self._replies.items():
-                self.client_inbox.reply(identity, ClientReply(replies))
+            for identity, reply in self._replies.items():
+                self.client_inbox.reply(identity, reply)
             self._replies = {}
 
     def _propose(self) -> None:

@@ -616,7 +616,7 @@ class Client:
                 first_incomplete = self._first_incomplete()
                 for chunk in _chunks(commands):
                     payloads = [encode_command(self.client_id, r.seq, first_incomplete, r.body) for r in chunk]
-                    self._send(address, chunk, now, lambda rids: ClientSubmit(list(zip(rids, payloads))))
+                    self._send(address, chunk, now, lambda rids: ClientSubmit(rids[0], payloads))
             for request in requests:
                 if request.kind == _QUERY:
                     self._send(address, [request], now, lambda rids, r=request: ClientQuery(rids[0], r.consistency, r.body))
@@ -667,7 +667,7 @@ class Client:
         for message in link.drain():
             try:
                 if type(message) is ClientReply:
-                    for rid, status, value in message.replies:
+                    for rid, status, value in zip(message.request_ids, message.statuses, message.values):
                         self._on_reply(link.remote, rid, status, value)
                 elif type(message) is StatusReply:
                     self._on_reply(link.remote, message.request_id, ReplyStatus.OK, message.status, status_reply=True)

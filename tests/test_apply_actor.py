@@ -256,7 +256,7 @@ def test_an_unpackable_result_is_an_error_on_every_node(rec: Node) -> None:
     # As a follower (no results wanted): the check still runs, and the session keeps the error.
     rec.raft.send(ApplyBatch([command(1, 1, b"set")], False))
     report = rec.raft.expect(ApplyResults)
-    assert report == ApplyResults([], 1)
+    assert report == ApplyResults.of([], 1)
     answer = rec.raft.results([command(2, 1, b"set")])  # the retry, now as the leader
     (_, _, status, message), = answer.results
     assert status == ERROR and message.startswith("result is not msgpack-able")

@@ -144,7 +144,7 @@ def status_answer(report: dict[str, Any]) -> Callable[[FakeNode, Any], list[Any]
         if isinstance(msg, StatusRequest):
             return [StatusReply(msg.request_id, report)]
         if isinstance(msg, ClientSubmit):
-            return [ClientReply([(rid, int(ReplyStatus.OK), {"ok": True}) for rid, _ in commands(msg)])]
+            return [ClientReply.of([(rid, int(ReplyStatus.OK), {"ok": True}) for rid, _ in commands(msg)])]
         return []
 
     return answer

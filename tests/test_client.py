@@ -73,9 +73,9 @@ def reply_all(status: int, value: Any = None) -> Answer:
 
     def answer(node: FakeNode, msg: Any) -> list[Any]:
         if isinstance(msg, ClientSubmit):
-            return [ClientReply([(rid, status, value) for rid, _ in msg.requests])]
+            return [ClientReply.of([(rid, status, value) for rid, _ in msg.requests])]
         if isinstance(msg, ClientQuery):
-            return [ClientReply([(msg.request_id, status, value)])]
+            return [ClientReply.of([(msg.request_id, status, value)])]
         if isinstance(msg, StatusRequest):
             return [StatusReply(msg.request_id, {"id": node.node_id, "role": "leader"})]
         return []
@@ -86,9 +86,9 @@ def reply_all(status: int, value: Any = None) -> Answer:
 def echo_ok(node: FakeNode, msg: Any) -> list[Any]:
     """OK with the command itself as the result; queries get [consistency, query]."""
     if isinstance(msg, ClientSubmit):
-        return [ClientReply([(rid, OK, p.command) for rid, p in commands(msg)])]
+        return [ClientReply.of([(rid, OK, p.command) for rid, p in commands(msg)])]
     if isinstance(msg, ClientQuery):
-        return [ClientReply([(msg.request_id, OK, [msg.consistency, msg.query, node.node_id])])]
+        return [ClientReply.of([(msg.request_id, OK, [msg.consistency, msg.query, node.node_id])])]
     if isinstance(msg, StatusRequest):
         return [StatusReply(msg.request_id, {"id": node.node_id, "role": "leader", "term": 3})]
     return []
@@ -267,7 +267,7 @@ def test_first_incomplete_is_the_lowest_unanswered_seq(nodes, clients) -> None:
         if not isinstance(msg, ClientSubmit):
             return []
         # seq 1 is never answered; the others are.
-        return [ClientReply([(rid, OK, p.seq) for rid, p in commands(msg) if p.seq != 1])]
+        return [ClientReply.of([(rid, OK, p.seq) for rid, p in commands(msg) if p.seq != 1])]
 
     node = nodes(answer)
     client = clients(node.address, resend=10.0)
@@ -286,7 +286,7 @@ def test_first_incomplete_moves_past_answered_and_given_up_commands(nodes, clien
     def answer(node: FakeNode, msg: Any) -> list[Any]:
         if not isinstance(msg, ClientSubmit):
             return []
-        return [ClientReply([(rid, OK, p.seq) for rid, p in commands(msg) if p.command != b"never"])]
+        return [ClientReply.of([(rid, OK, p.seq) for rid, p in commands(msg) if p.command != b"never"])]
 
     node = nodes(answer)
     client = clients(node.address, resend=10.0)
@@ -313,7 +313,7 @@ def scripted(*statuses: int | None, value: Any = None) -> Answer:
             status = statuses[k] if k < len(statuses) else OK
             if status is not None:
                 out.append((rid, status, payload.command if status == OK else value))
-        return [ClientReply(out)] if out else []
+        return [ClientReply.of(out)] if out else []
 
     return answer
 
@@ -543,10 +543,10 @@ def test_bad_replies_are_counted_and_ignored(nodes, clients) -> None:
             return []
         (rid, payload), = commands(msg)
         return [
-            ClientReply([(rid + 1000, OK, "unknown request id")]),
-            ClientReply([(rid, 99, "unknown status")]),
+            ClientReply.of([(rid + 1000, OK, "unknown request id")]),
+            ClientReply.of([(rid, 99, "unknown status")]),
             StatusReply(rid, {"not": "an answer to a command"}),
-            ClientReply([(rid, OK, payload.command)]),
+            ClientReply.of([(rid, OK, payload.command)]),
         ]
 
     node = nodes(answer)

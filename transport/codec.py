@@ -128,6 +128,42 @@ _INT_ONLY = {int}
 _BYTES_ONLY = {bytes}
 
 
+def uint_column(value: Any, length: int | None = None, what: str = "column") -> list[int]:
+    """A list of non-negative ints (of `length` items when given), checked per
+    column in C rather than per item in Python."""
+    if type(value) is not list or (length is not None and len(value) != length):
+        raise DecodeError(f"{what}: expected a list of {length if length is not None else 'some'} ints")
+    if value and (set(map(type, value)) != _INT_ONLY or min(value) < 0):
+        raise DecodeError(f"{what}: every item must be a non-negative int")
+    return value
+
+
+def bytes_column(value: Any, what: str = "column") -> list[bytes]:
+    """A list of bytes, checked per column in C."""
+    if type(value) is not list:
+        raise DecodeError(f"{what}: expected a list")
+    if value and set(map(type, value)) != _BYTES_ONLY:
+        raise DecodeError(f"{what}: every item must be bytes")
+    return value
+
+
+def uniform_or_column(values: list[int]) -> int | list[int]:
+    """One int when every value is the same (the usual case: one term, one
+    status), else the list: the wire form of a column that rarely varies."""
+    if values and values.count(values[0]) == len(values):
+        return values[0]
+    return values
+
+
+def expand_column(value: Any, length: int, what: str = "column") -> list[int]:
+    """The inverse of uniform_or_column, validated: `length` non-negative ints."""
+    if type(value) is int:
+        if value < 0:
+            raise DecodeError(f"{what}: negative value")
+        return [value] * length
+    return uint_column(value, length, what)
+
+
 def entry_columns(entries: Sequence[Entry]) -> tuple[int | list[int], int | list[int], list[bytes]]:
     """(terms, kinds, datas) for a run of consecutive entries, terms and kinds
     collapsed to one int when uniform. Three comprehensions beat one that
