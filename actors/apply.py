@@ -57,6 +57,7 @@ from .protocol import (
     CommandPayload,
     LocalQuery,
     LocalQueryResult,
+    PayloadKind,
     ReplyStatus,
     decode_payload,
 )
@@ -78,11 +79,9 @@ MAX_ERROR_CHARS = 500
 _OK = int(ReplyStatus.OK)
 _ERROR = int(ReplyStatus.ERROR)
 _NORMAL = int(EntryKind.NORMAL)
+_COMMAND = int(PayloadKind.COMMAND)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SPACE = re.compile(r"\s+")
-
-Result = tuple[int, int, int, Any]  # (index, term, ReplyStatus, value)
-
 
 def one_line(text: str) -> str:
     """`text` as one deterministic line: whitespace collapsed, object
@@ -173,7 +172,7 @@ class ApplyActor(SocketActor):
 
     def on_tick(self) -> None:
         if self.link is not None and self.applied_index != self._reported_index:
-            self._report([])
+            self._report()
 
     # ------------------------------------------------------------------ batches
 
@@ -187,17 +186,17 @@ class ApplyActor(SocketActor):
             self._send_state()
             return
         results = self._apply(entries)
-        self.applied_index = entries[-1].index
-        if not results:
+        self.applied_index = results.applied_index = entries[-1].index
+        if not results.indexes:
             if batch.want_results:
-                self._report([])
+                self._report(results)
             else:
                 self._maybe_report()
             return
         if batch.want_results:
             # The leader's encode doubles as the msgpack check (see _vet).
             try:
-                frame = self.envelope.encode(ApplyResults.of(results, self.applied_index))
+                frame = self.envelope.encode(results)
             except Exception:
                 frame = None
             if frame is not None and len(frame) <= MAX_RESULT_BYTES:
@@ -207,60 +206,91 @@ class ApplyActor(SocketActor):
             self._report(results)
             return
         try:
-            vetted = len(msgpack.packb(results)) <= MAX_RESULT_BYTES
+            vetted = len(msgpack.packb(results.values)) <= MAX_RESULT_BYTES
         except Exception:
             vetted = False
         if not vetted:
             self._vet(results, entries)
         self._maybe_report()
 
-    def _apply(self, entries: list[Entry]) -> list[Result]:
-        """The hot loop: one result per NORMAL entry. Locals only, no logging."""
+    def _apply(self, entries: list[Entry]) -> ApplyResults:
+        """The hot loop: one result per NORMAL entry, in columns. Locals only,
+        no logging. A well-formed command payload is unpacked inline (the
+        general decode_payload, with its error messages, is the fallback)."""
         assert self.sm is not None
-        out: list[Result] = []
-        append = out.append
+        indexes: list[int] = []
+        terms: list[int] = []
+        statuses: list[int] = []
+        values: list[Any] = []
         admit = self.sessions.admit
         record = self.sessions.record
         sm_apply = self.sm.apply
         sm_query = self.sm.query
-        decode = decode_payload
-        command_type = CommandPayload
-        NORMAL, OK, ERROR = _NORMAL, _OK, _ERROR
+        unpack = msgpack.unpackb
+        NORMAL, OK, ERROR, COMMAND = _NORMAL, _OK, _ERROR, _COMMAND
         for entry in entries:
             if entry.kind != NORMAL:
                 continue
+            index = entry.index
+            indexes.append(index)
+            terms.append(entry.term)
             try:
-                payload = decode(entry.data)
-            except Exception as exc:
-                append((entry.index, entry.term, ERROR, one_line(f"undecodable entry payload: {exc}")))
+                body = unpack(entry.data)
+            except Exception:
+                body = None
+            if (
+                type(body) is list and len(body) == 5 and body[0] == COMMAND
+                and type(body[1]) is bytes and type(body[2]) is int and type(body[3]) is int and type(body[4]) is bytes
+                and body[2] >= 0 and body[3] >= 0
+            ):
+                _, client_id, seq, first_incomplete, command = body
+                result = admit(client_id, seq, first_incomplete)
+                if result is None:
+                    try:
+                        result = (OK, sm_apply(command))
+                    except Exception as exc:
+                        result = (ERROR, self._sm_failed(index, "apply", exc))
+                    record(client_id, seq, first_incomplete, result)
+                statuses.append(result[0])
+                values.append(result[1])
                 continue
-            if type(payload) is command_type:
+            try:
+                payload = decode_payload(entry.data)
+            except Exception as exc:
+                statuses.append(ERROR)
+                values.append(one_line(f"undecodable entry payload: {exc}"))
+                continue
+            if type(payload) is CommandPayload:  # well-formed, but not the way the fast path expects
                 result = admit(payload.client_id, payload.seq, payload.first_incomplete)
                 if result is None:
                     try:
                         result = (OK, sm_apply(payload.command))
                     except Exception as exc:
-                        result = (ERROR, self._sm_failed(entry.index, "apply", exc))
+                        result = (ERROR, self._sm_failed(index, "apply", exc))
                     record(payload.client_id, payload.seq, payload.first_incomplete, result)
-                append((entry.index, entry.term, result[0], result[1]))
-            else:
-                try:
-                    append((entry.index, entry.term, OK, sm_query(payload.query)))
-                except Exception as exc:
-                    append((entry.index, entry.term, ERROR, self._sm_failed(entry.index, "query", exc)))
-        return out
+                statuses.append(result[0])
+                values.append(result[1])
+                continue
+            try:
+                values.append(sm_query(payload.query))
+                statuses.append(OK)
+            except Exception as exc:
+                statuses.append(ERROR)
+                values.append(self._sm_failed(index, "query", exc))
+        return ApplyResults(indexes, terms, statuses, values, self.applied_index)
 
-    def _vet(self, results: list[Result], entries: list[Entry]) -> None:
+    def _vet(self, results: ApplyResults, entries: list[Entry]) -> None:
         """Replace every result that cannot travel by an error, here and in
         the sessions. The slow path, taken only when packing the whole
         batch's results failed or was too large; the outcome for each result
         depends on that result alone, so every node ends up with the same."""
         first = entries[0].index
-        for position, (index, term, _, value) in enumerate(results):
+        for position, (index, value) in enumerate(zip(results.indexes, results.values)):
             problem = result_problem(value)
             if problem is None:
                 continue
-            results[position] = (index, term, _ERROR, problem)
+            results.statuses[position] = _ERROR
+            results.values[position] = problem
             try:
                 payload = decode_payload(entries[index - first].data)
             except Exception:
@@ -305,20 +335,25 @@ class ApplyActor(SocketActor):
             self.applied_index - self._reported_index >= REPORT_ENTRIES
             or time.monotonic() - self._reported_at >= REPORT_INTERVAL_S
         ):
-            self._report([])
+            self._report()
 
-    def _report(self, results: list[Result]) -> None:
-        """Send results (already vetted) and the applied index, in as many
-        ApplyResults as the message size limit needs (normally one)."""
+    def _report(self, results: ApplyResults | None = None) -> None:
+        """Send results (already vetted; none: only the applied index) in as
+        many ApplyResults as the message size limit needs (normally one)."""
+        if results is None:
+            results = ApplyResults([], [], [], [], self.applied_index)
         try:
-            frame = self.envelope.encode(ApplyResults.of(results, self.applied_index))
+            frame = self.envelope.encode(results)
         except MessageTooLarge:
-            if len(results) < 2:  # cannot happen: a vetted result is far below the limit
+            n = len(results.indexes)
+            if n < 2:  # cannot happen: a vetted result is far below the limit
                 log.error("an ApplyResults of one result exceeds the message size limit")
                 return
-            middle = len(results) // 2
-            self._report(results[:middle])
-            self._report(results[middle:])
+            for part in (slice(0, n // 2), slice(n // 2, n)):
+                self._report(ApplyResults(
+                    results.indexes[part], results.terms[part], results.statuses[part], results.values[part],
+                    results.applied_index,
+                ))
             return
         self._send_frame(frame)
 

@@ -28,12 +28,13 @@ from typing import Any
 
 from sandzmq.config import ClusterConfig
 from sandzmq.raft import CoreConfig, MemoryLog, Message, NotLeader, RaftCore, Role
-from sandzmq.raft.messages import MESSAGE_TYPES
+from sandzmq.raft.messages import MESSAGE_TYPES, AppendEntries
 from sandzmq.storage import WalReader
 from sandzmq.transport import Envelope, Inbox, PeerLink, Peers
 
 from .base import SocketActor
 from .layout import RAFT_IDENTITY, NodeLayout
+from .proposals import PendingProposals
 from .protocol import (
     ApplyBatch,
     ApplyResults,
@@ -104,12 +105,16 @@ class RaftActor(SocketActor):
         self._log_incarnation: int | None = None
         self._sync_nonce = 0
         self._unacked: deque[LogWrite] = deque()
-        self._proposals: list[tuple[bytes, int, bytes]] = []  # (client identity, request id, payload)
-        self._pending: dict[int, tuple[int, bytes, int]] = {}  # index -> (term, identity, request id)
+        # Client messages waiting for this loop turn's proposal: (identity, first request id, payloads).
+        self._proposals: list[tuple[bytes, int, list[bytes]]] = []
+        self._proposal_count = 0
+        self._pending = PendingProposals()  # proposed, awaiting the apply actor's results
         self._replies: dict[bytes, ClientReply] = {}
         self._local_queries: dict[int, tuple[bytes, int]] = {}
         self._query_ids = itertools.count(1)
         self._last_role: tuple[Role, int] | None = None
+        #: Cumulative counters for `status` and `sandzmq bench` (batching at each hop).
+        self.stats: dict[str, int] = dict.fromkeys(("append_messages", "append_entries", "fsyncs", "fsync_entries"), 0)
 
     # ------------------------------------------------------------------ sockets
 
@@ -237,8 +242,12 @@ class RaftActor(SocketActor):
 
     def _on_durable(self, ack: LogDurable) -> None:
         unacked = self._unacked
+        made_durable = 0
         while unacked and unacked[0].write_id <= ack.write_id:
-            unacked.popleft()
+            made_durable += len(unacked.popleft().entries)
+        stats = self.stats
+        stats["fsyncs"] += 1  # the log-store acknowledges once per sync (group commit)
+        stats["fsync_entries"] += made_durable
         if self.core is not None:
             self.core.persisted(ack.write_id)
 
@@ -252,23 +261,20 @@ class RaftActor(SocketActor):
 
     def _on_results(self, results: ApplyResults) -> None:
         self.applied_index = results.applied_index
-        pending = self._pending
-        for index, term, status, value in zip(results.indexes, results.terms, results.statuses, results.values):
-            waiting = pending.pop(index, None)
-            if waiting is None:
-                continue
-            proposed_term, identity, request_id = waiting
-            if proposed_term == term:
-                self._reply(identity, request_id, status, value)
-            else:
-                self._reply(identity, request_id, ReplyStatus.LOST, None)
+        if results.indexes:
+            self._pending.resolve(results.indexes, results.terms, results.statuses, results.values, self._reply_to)
 
     # ------------------------------------------------------------------ clients
 
-    def _reply(self, identity: bytes, request_id: int, status: int, value: Any) -> None:
+    def _reply_to(self, identity: bytes) -> ClientReply:
+        """This loop turn's reply message to `identity`, sent by flush()."""
         reply = self._replies.get(identity)
         if reply is None:
             reply = self._replies[identity] = ClientReply([], [], [])
+        return reply
+
+    def _reply(self, identity: bytes, request_id: int, status: int, value: Any) -> None:
+        reply = self._reply_to(identity)
         reply.request_ids.append(request_id)
         reply.statuses.append(int(status))
         reply.values.append(value)
@@ -280,22 +286,40 @@ class RaftActor(SocketActor):
             return ReplyStatus.BUSY, "node is starting"
         if core.role is not Role.LEADER:
             return ReplyStatus.NOT_LEADER, [core.leader, self.client_addresses.get(core.leader or "")]
-        if len(self._pending) + len(self._proposals) >= MAX_PENDING_REQUESTS:
+        if len(self._pending) + self._proposal_count >= MAX_PENDING_REQUESTS:
             return ReplyStatus.BUSY, "too many requests in flight"
         return None
 
     def _on_submit(self, submit: ClientSubmit, identity: bytes | None) -> None:
-        if identity is None:
+        payloads = submit.payloads
+        if identity is None or not payloads:
             return
         refusal = self._refusal()
-        limit = self.config.raft.max_batch_bytes
-        for request_id, payload in enumerate(submit.payloads, submit.first_request_id):
-            if refusal is not None:
+        first = submit.first_request_id
+        if refusal is not None:
+            for request_id in range(first, first + len(payloads)):
                 self._reply(identity, request_id, *refusal)
-            elif len(payload) > limit:
+            return
+        limit = self.config.raft.max_batch_bytes
+        if max(map(len, payloads)) <= limit:
+            self._queue_proposals(identity, first, payloads)
+            return
+        # Rare: refuse the oversized commands, propose the others in runs of consecutive ids.
+        run: list[bytes] = []
+        for request_id, payload in enumerate(payloads, first):
+            if len(payload) > limit:
+                if run:
+                    self._queue_proposals(identity, request_id - len(run), run)
+                    run = []
                 self._reply(identity, request_id, ReplyStatus.ERROR, f"command of {len(payload)} bytes exceeds max_batch_bytes ({limit})")
             else:
-                self._proposals.append((identity, request_id, payload))
+                run.append(payload)
+        if run:
+            self._queue_proposals(identity, first + len(payloads) - len(run), run)
+
+    def _queue_proposals(self, identity: bytes, first_request_id: int, payloads: list[bytes]) -> None:
+        self._proposals.append((identity, first_request_id, payloads))
+        self._proposal_count += len(payloads)
 
     def _on_query(self, query: ClientQuery, identity: bytes | None) -> None:
         if identity is None:
@@ -314,7 +338,7 @@ class RaftActor(SocketActor):
         if refusal is not None:
             self._reply(identity, query.request_id, *refusal)
         else:
-            self._proposals.append((identity, query.request_id, encode_read(query.query)))
+            self._queue_proposals(identity, query.request_id, [encode_read(query.query)])
 
     def _on_local_query_result(self, result: LocalQueryResult) -> None:
         waiting = self._local_queries.pop(result.request_id, None)
@@ -337,21 +361,32 @@ class RaftActor(SocketActor):
 
     def _propose(self) -> None:
         proposals, self._proposals = self._proposals, []
+        self._proposal_count = 0
+        if len(proposals) == 1:
+            payloads = proposals[0][2]
+        else:
+            payloads = [payload for _, _, run in proposals for payload in run]
         try:
-            first = self.core.propose([payload for _, _, payload in proposals])
+            index = self.core.propose(payloads)
         except NotLeader as refused:
             hint = [refused.leader, self.client_addresses.get(refused.leader or "")]
-            for identity, request_id, _ in proposals:
-                self._reply(identity, request_id, ReplyStatus.NOT_LEADER, hint)
+            for identity, first, run in proposals:
+                for request_id in range(first, first + len(run)):
+                    self._reply(identity, request_id, ReplyStatus.NOT_LEADER, hint)
             return
         term = self.core.term
         pending = self._pending
-        for offset, (identity, request_id, _) in enumerate(proposals):
-            pending[first + offset] = (term, identity, request_id)
+        for identity, first, run in proposals:
+            pending.add(index, len(run), term, identity, first)
+            index += len(run)
 
     def _carry_out(self, ready: Any) -> None:
         peers = self.peers
+        stats = self.stats
         for m in ready.messages:
+            if type(m) is AppendEntries:
+                stats["append_messages"] += 1
+                stats["append_entries"] += len(m.entries)
             peers.send(m.dst, m)
         if ready.write is not None:
             write = LogWrite(ready.write.write_id, ready.write.entries, ready.write.hard_state)
@@ -368,12 +403,12 @@ class RaftActor(SocketActor):
         if now != self._last_role:
             log.info("%s in term %d (leader: %s)", core.role.value, core.term, core.leader)
         self._last_role = now
-        if self._pending and not (core.role is Role.LEADER and all(t == core.term for t, _, _ in self._pending.values())):
+        if self._pending and not (core.role is Role.LEADER and self._pending.all_in_term(core.term)):
             # Proposals of a lost leadership may or may not commit: the client
             # retries with the same sequence number, and sessions apply it once.
-            for term, identity, request_id in self._pending.values():
-                self._reply(identity, request_id, ReplyStatus.LOST, None)
-            self._pending.clear()
+            for run in self._pending.take_all():
+                for request_id in range(run.first_request_id, run.first_request_id + run.count):
+                    self._reply(identity=run.identity, request_id=request_id, status=ReplyStatus.LOST, value=None)
 
     # ------------------------------------------------------------------ status
 
@@ -409,4 +444,5 @@ class RaftActor(SocketActor):
             "followers": core_status["followers"],
             "drops": drops,
             "durable_index": core.durable_index,
+            "stats": dict(self.stats),
         }

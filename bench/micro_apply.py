@@ -127,7 +127,7 @@ def bench_cell(config_path: Path, batch: int, args: argparse.Namespace) -> dict[
             results = actor._apply(b)
             apply_s += clock() - t0
             n_apply += 1
-        assert len(results) == len(b) and results[-1][2] == 0, results[-1]
+        assert len(results.indexes) == len(b) and results.statuses[-1] == 0, results.results[-1]
 
     # 2. _on_batch, and 3. decoding the ApplyBatch frame
     actor, link = new_actor(config_path)

@@ -287,3 +287,45 @@ def test_validators() -> None:
             check(bad)
     with pytest.raises(DecodeError):
         codec.expect_list([1], 2)
+
+
+# -- the node's columnar client and apply messages ----------------------------
+
+def test_node_column_messages_round_trip() -> None:
+    from sandzmq.actors.protocol import ApplyResults, ClientReply, ClientSubmit
+    from sandzmq.transport import Envelope
+
+    envelope = Envelope("c")
+    for message in (
+        ClientSubmit(7, [b"a", b"bc"]),
+        ClientReply.of([(1, 0, {"ok": True}), (5, 2, None)]),
+        ApplyResults.of([(3, 2, 0, "x"), (4, 2, 3, "error")], 4),
+        ApplyResults.of([(3, 1, 0, "x"), (4, 2, 0, "y")], 9),
+        ApplyResults.of([], 9),
+    ):
+        assert envelope.decode(envelope.encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("tag", "body"),
+    [
+        ("c.submit", [1, [b"a", "str"]]),
+        ("c.submit", [-1, [b"a"]]),
+        ("c.submit", [1, b"a"]),
+        ("c.reply", [[1, 2], [0], ["x", "y"]]),
+        ("c.reply", [[1, True], [0, 0], ["x", "y"]]),
+        ("c.reply", [[1, -2], [0, 0], ["x", "y"]]),
+        ("a.results", [[3], 1, 0, ["x", "y"], 4]),
+        ("a.results", [[3], -1, 0, ["x"], 4]),
+        ("a.results", [[3, 4], [1], 0, ["x", "y"], 4]),
+        ("a.results", [[3], 1, 0.5, ["x"], 4]),
+        ("a.results", [[3], 1, 0, ["x"]]),
+    ],
+)
+def test_bad_node_column_bodies_are_dropped_as_malformed(tag: str, body: object) -> None:
+    import sandzmq.actors.protocol  # noqa: F401  (registers the node's tags)
+    from sandzmq.transport import PROTOCOL_VERSION, Envelope
+
+    envelope = Envelope("c")
+    assert envelope.decode(msgpack.packb([PROTOCOL_VERSION, "c", tag, body])) is None
+    assert envelope.drops.malformed == 1
