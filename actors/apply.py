@@ -43,7 +43,7 @@ from typing import Any
 import msgpack
 
 from sandzmq.config import ClusterConfig
-from sandzmq.raft.messages import Entry, EntryKind
+from sandzmq.raft.messages import Entry, EntryKind, entry_rows
 from sandzmq.state_machine import StateMachine, load_state_machine
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, MessageTooLarge, PeerLink
 
@@ -228,14 +228,13 @@ class ApplyActor(SocketActor):
         sm_query = self.sm.query
         unpack = msgpack.unpackb
         NORMAL, OK, ERROR, COMMAND = _NORMAL, _OK, _ERROR, _COMMAND
-        for entry in entries:
-            if entry.kind != NORMAL:
+        for index, term, kind, data in entry_rows(entries):
+            if kind != NORMAL:
                 continue
-            index = entry.index
             indexes.append(index)
-            terms.append(entry.term)
+            terms.append(term)
             try:
-                body = unpack(entry.data)
+                body = unpack(data)
             except Exception:
                 body = None
             if (
@@ -255,7 +254,7 @@ class ApplyActor(SocketActor):
                 values.append(result[1])
                 continue
             try:
-                payload = decode_payload(entry.data)
+                payload = decode_payload(data)
             except Exception as exc:
                 statuses.append(ERROR)
                 values.append(one_line(f"undecodable entry payload: {exc}"))

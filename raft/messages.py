@@ -14,8 +14,10 @@ Room is left for later work: EntryKind.CONFIG for membership changes, the
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any, overload
 
 
 class EntryKind(IntEnum):
@@ -34,6 +36,68 @@ class Entry:
     term: int
     data: bytes = b""
     kind: int = EntryKind.NORMAL
+
+
+class EntryColumns(Sequence[Entry]):
+    """Consecutive entries held as columns, as they arrive off the wire.
+
+    The log-store and the apply actor only stream entries through (to disk,
+    to the state machine): building one Entry object per entry for them
+    cost more than the rest of their per-entry work. This reads like a
+    sequence of Entry (an Entry is built on access), and `rows()` gives
+    (index, term, kind, data) tuples made in C for the hot loops.
+    Validation is the decoder's job (transport.codec.columns_from_wire).
+    """
+
+    __slots__ = ("datas", "first_index", "kinds", "terms")
+
+    def __init__(self, first_index: int, terms: list[int], kinds: list[int], datas: list[bytes]) -> None:
+        self.first_index = first_index
+        self.terms = terms
+        self.kinds = kinds
+        self.datas = datas
+
+    def __len__(self) -> int:
+        return len(self.datas)
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Entry]: ...
+    def __getitem__(self, i: int | slice) -> Entry | list[Entry]:
+        if isinstance(i, slice):
+            return list(self)[i]
+        n = len(self.datas)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("entry position out of range")
+        return Entry(self.first_index + i, self.terms[i], self.datas[i], EntryKind(self.kinds[i]))
+
+    def __iter__(self) -> Iterator[Entry]:
+        kinds = map(EntryKind, self.kinds)
+        return map(Entry, range(self.first_index, self.first_index + len(self.datas)), self.terms, self.datas, kinds)
+
+    def rows(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """(index, term, kind, data) per entry."""
+        return zip(range(self.first_index, self.first_index + len(self.datas)), self.terms, self.kinds, self.datas)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EntryColumns({list(self)!r})"
+
+
+def entry_rows(entries: Sequence[Entry]) -> Iterator[tuple[int, int, int, bytes]]:
+    """(index, term, kind, data) per entry, for Entry lists and EntryColumns alike."""
+    if isinstance(entries, EntryColumns):
+        return entries.rows()
+    return ((e.index, e.term, e.kind, e.data) for e in entries)
 
 
 @dataclass(slots=True)

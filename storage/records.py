@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import msgpack
 
-from sandzmq.raft.messages import Entry, HardState
+from sandzmq.raft.messages import Entry, HardState, entry_rows
 
 MAGIC = b"SZMQWAL\n"
 VERSION = 1
@@ -78,7 +78,7 @@ def frame(kind: int, payload: bytes) -> bytes:
 
 
 def encode_entries(entries: Sequence[Entry]) -> bytes:
-    return frame(ENTRIES, msgpack.packb([(e.index, e.term, e.kind, e.data) for e in entries]))
+    return frame(ENTRIES, msgpack.packb(list(entry_rows(entries))))
 
 
 def encode_hard_state(hs: HardState) -> bytes:

@@ -329,3 +329,30 @@ def test_bad_node_column_bodies_are_dropped_as_malformed(tag: str, body: object)
     envelope = Envelope("c")
     assert envelope.decode(msgpack.packb([PROTOCOL_VERSION, "c", tag, body])) is None
     assert envelope.drops.malformed == 1
+
+
+def test_entry_columns_read_like_a_list_of_entries() -> None:
+    from sandzmq.raft.messages import EntryColumns, entry_rows
+
+    entries = [Entry(4, 2, b"a"), Entry(5, 2, b"", EntryKind.NOOP), Entry(6, 3, b"c")]
+    def wire(body: object) -> object:
+        return msgpack.unpackb(msgpack.packb(body))
+
+    columns = codec.decode_entries(wire(codec.encode_entries(entries)))
+    assert isinstance(columns, EntryColumns)
+    assert len(columns) == 3 and columns == entries and entries == columns
+    assert columns[0] == entries[0] and columns[-1] == entries[-1] and columns[1:] == entries[1:]
+    assert list(columns.rows()) == list(entry_rows(entries)) == [(4, 2, 0, b"a"), (5, 2, 1, b""), (6, 3, 0, b"c")]
+    assert codec.decode_entries(wire(codec.encode_entries(columns))) == entries  # re-encodes from the columns
+    with pytest.raises(IndexError):
+        columns[3]
+    assert codec.decode_entries(wire(codec.encode_entries([]))) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[1, 1, 7, [b"a"]], [1, 1, [0, 9], [b"a", b"b"]], [0, 1, 0, [b"a"]], [1, [1], 0, [b"a", b"b"]], [1, 1, 0, [b"a", 3]]],
+)
+def test_bad_entry_columns_raise_decode_error(body: list[object]) -> None:
+    with pytest.raises(DecodeError):
+        codec.decode_entries(body)

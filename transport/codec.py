@@ -39,6 +39,7 @@ from sandzmq.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Entry,
+    EntryColumns,
     EntryKind,
     HardState,
     Heartbeat,
@@ -125,6 +126,7 @@ def _bools(name: str, *values: Any) -> None:
 
 _KIND_BY_VALUE: dict[int, EntryKind] = {int(k): k for k in EntryKind}
 _INT_ONLY = {int}
+_KIND_VALUES = frozenset(_KIND_BY_VALUE)
 _BYTES_ONLY = {bytes}
 
 
@@ -183,19 +185,17 @@ def entry_columns(entries: Sequence[Entry]) -> tuple[int | list[int], int | list
     )
 
 
-def entries_from_columns(first_index: int, terms: Any, kinds: Any, datas: Any) -> list[Entry]:
-    """Entries first_index, first_index + 1, ... from columns, validated.
-
-    Validation is per column in C (set(map(type, col)), min(col)), not per
-    entry in Python; the only per-entry Python work is Entry's __init__.
-    """
+def columns_from_wire(first_index: int, terms: Any, kinds: Any, datas: Any) -> EntryColumns:
+    """Entries first_index, first_index + 1, ... from columns, validated, kept
+    as columns (see EntryColumns). Validation is per column in C
+    (set(map(type, col)), min(col)), not per entry in Python."""
     if type(datas) is not list:
         raise DecodeError("entries: datas is not a list")
     n = len(datas)
     if n == 0:
         if not (type(terms) is int or terms == []) or not (type(kinds) is int or kinds == []):
             raise DecodeError("entries: no datas, so terms and kinds must be ints or empty lists")
-        return []
+        return EntryColumns(first_index if type(first_index) is int else 0, [], [], [])
     if set(map(type, datas)) != _BYTES_ONLY:
         raise DecodeError("entries: every data must be bytes")
     if type(first_index) is not int or first_index < 1:
@@ -203,45 +203,51 @@ def entries_from_columns(first_index: int, terms: Any, kinds: Any, datas: Any) -
     if type(terms) is int:
         if terms < 0:
             raise DecodeError("entries: negative term")
-        term_col: Any = repeat(terms)
+        terms = [terms] * n
     elif type(terms) is list and len(terms) == n:
         if set(map(type, terms)) != _INT_ONLY or min(terms) < 0:
             raise DecodeError("entries: terms must be non-negative ints")
-        term_col = terms
     else:
         raise DecodeError("entries: terms is neither an int nor a list as long as datas")
     if type(kinds) is int:
-        kind = _KIND_BY_VALUE.get(kinds)
-        if kind is None:
+        if kinds not in _KIND_BY_VALUE:
             raise DecodeError(f"entries: unknown entry kind {kinds}")
-        kind_col: Any = repeat(kind)
+        kinds = [kinds] * n
     elif type(kinds) is list and len(kinds) == n:
-        if set(map(type, kinds)) != _INT_ONLY:
-            raise DecodeError("entries: kinds must be ints")
-        try:
-            kind_col = [_KIND_BY_VALUE[k] for k in kinds]
-        except KeyError as e:
-            raise DecodeError(f"entries: unknown entry kind {e.args[0]}") from None
+        if set(map(type, kinds)) != _INT_ONLY or not set(kinds) <= _KIND_VALUES:
+            raise DecodeError("entries: kinds must be known entry kinds")
     else:
         raise DecodeError("entries: kinds is neither an int nor a list as long as datas")
-    return list(map(Entry, range(first_index, first_index + n), term_col, datas, kind_col))
+    return EntryColumns(first_index, terms, kinds, datas)
+
+
+def entries_from_columns(first_index: int, terms: Any, kinds: Any, datas: Any) -> list[Entry]:
+    """Like columns_from_wire, but Entry objects (the Raft core's AppendEntries):
+    the only per-entry Python work is Entry's __init__."""
+    columns = columns_from_wire(first_index, terms, kinds, datas)
+    if not columns.datas:
+        return []
+    kind_col: Any = repeat(_KIND_BY_VALUE[kinds]) if type(kinds) is int else [_KIND_BY_VALUE[k] for k in kinds]
+    return list(map(Entry, range(columns.first_index, columns.first_index + len(columns.datas)), columns.terms, columns.datas, kind_col))
 
 
 def encode_entries(entries: Sequence[Entry]) -> list[Any]:
     """`[first_index, terms, kinds, datas]` for consecutive entries: the same
     columns as AppendEntries, for other messages that carry entries
     (log-store writes, apply batches)."""
+    if isinstance(entries, EntryColumns):
+        return [entries.first_index, uniform_or_column(entries.terms), uniform_or_column(entries.kinds), entries.datas]
     first = entries[0].index if entries else 0
     _check_consecutive(entries, first)
     terms, kinds, datas = entry_columns(entries)
     return [first, terms, kinds, datas]
 
 
-def decode_entries(body: Any) -> list[Entry]:
-    """The inverse of encode_entries; raises DecodeError."""
+def decode_entries(body: Any) -> EntryColumns:
+    """The inverse of encode_entries, as columns; raises DecodeError."""
     if type(body) is not list or len(body) != 4:
         raise DecodeError("entries: expected [first_index, terms, kinds, datas]")
-    return entries_from_columns(body[0], body[1], body[2], body[3])
+    return columns_from_wire(body[0], body[1], body[2], body[3])
 
 
 def _check_consecutive(entries: Sequence[Entry], first: int) -> None:
