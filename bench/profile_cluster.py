@@ -292,8 +292,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append("")
         lines.append(f"== {kind} (pid {prof['pid']}): {prof['samples']} samples" +
                      (f"  [{prof['problem']}]" if prof["problem"] else ""))
-        for title, key in (("self", "self"), ("inclusive (threading, pykka loop left out)", "inclusive")):
-            lines.append(f"  {title}%  function")
+        for title, key in (("self%  function", "self"), ("incl%  function (the threading/pykka outer frames left out)", "inclusive")):
+            lines.append(f"  {title}")
             lines += [f"  {row['pct']:5.1f}  {row['function']}" for row in prof[key]]
     return "\n".join(lines)
 
