@@ -92,7 +92,11 @@ def test_local_hosts() -> None:
 
 def test_only_local_sandzmq_processes_are_sampled(tmp_path: Path) -> None:
     config = kv_config(tmp_path)
-    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "sandzmq-stand-in"], stdin=subprocess.PIPE) as actor:
+    stand_in = "import sys; print('up', flush=True); sys.stdin.read()"
+    with subprocess.Popen([sys.executable, "-c", stand_in, "sandzmq-stand-in"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE) as actor:
+        # Popen returns during the exec, before /proc/PID/cmdline is filled in: wait for the child to speak.
+        assert actor.stdout.readline() == b"up\n"
         reports = [
             ("n1", {"pids": {"raft": actor.pid, "log": 2**31 - 1, "apply": None}}),
             ("n2", {"pids": {"raft": actor.pid, "log": actor.pid, "apply": actor.pid}}),  # another host
