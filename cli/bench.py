@@ -7,6 +7,12 @@ batched with whatever else that client's I/O thread sends next). Each
 operation's latency runs from the replicate_async() call to its future's
 resolution: what an application calling replicate() would see.
 
+Besides latency and throughput, the report has what the cluster did in the
+measured window, read from outside it: the leader's entries per
+AppendEntries and per fsync (its cumulative "stats" counters, read at both
+ends of the window) and the largest resident set of each actor process on
+this host (sampled every RSS_INTERVAL seconds).
+
 Honesty rules: only operations that complete inside the measured window
 count (the warm-up before it is excluded, as is the tail after it); errors
 are counted, never timed as successes; the parameters that change the
@@ -222,6 +228,8 @@ def is_local_host(host: str) -> bool:
 
 
 def _is_sandzmq_process(pid: int) -> bool:
+    """Whether `pid` runs sandzmq: a reported pid may belong to another
+    process by now (an actor that exited and a pid reused, or a stand-in)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return b"sandzmq" in fh.read()
