@@ -7,6 +7,12 @@ batched with whatever else that client's I/O thread sends next). Each
 operation's latency runs from the replicate_async() call to its future's
 resolution: what an application calling replicate() would see.
 
+Besides latency and throughput, the report has what the cluster did in the
+measured window, read from outside it: the leader's entries per
+AppendEntries and per fsync (its cumulative "stats" counters, read at both
+ends of the window) and the largest resident set of each actor process on
+this host (sampled every RSS_INTERVAL seconds).
+
 Honesty rules: only operations that complete inside the measured window
 count (the warm-up before it is excluded, as is the tail after it); errors
 are counted, never timed as successes; the parameters that change the
@@ -15,27 +21,39 @@ and written to the JSON report.
 """
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import platform
+import signal
+import socket
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from sandzmq.actors.supervisor import spawn, terminate
-from sandzmq.cli.status import wait_for_leader
+from sandzmq.cli.status import PID_KEYS, collect, node_status, wait_for_leader
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.errors import SandzmqError
 from sandzmq.replicator.client import Client
 from sandzmq.statemachines.kv import encode_put
 
 KEYS_PER_CLIENT = 1024  # the kv state stays bounded however long the run
+ENCODED_BUDGET = 32 << 20  # bytes of pre-encoded commands per client; big values get fewer keys
+RSS_INTERVAL = 0.5  # seconds between two memory samples of the actor processes
+#: The leader's cumulative counters ("stats" in its status report) and the
+#: ratios the report derives from their growth over the measured window.
+RATIOS = {
+    "entries_per_append": ("append_entries", "append_messages"),
+    "entries_per_fsync": ("fsync_entries", "fsyncs"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +143,178 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
 def command_factory(config: ClusterConfig, client_index: int, size: int) -> Callable[[int], bytes]:
     """Commands the config's state machine understands: kv puts of `size`-byte
     values over a bounded key set; for any other state machine, `size` raw
-    bytes (its apply() decides what they mean)."""
+    bytes (its apply() decides what they mean).
+
+    The kv commands are encoded once per client and then indexed: encode_put
+    validates and packs (~1.5 us a call), which on a small machine would
+    measure the bench's own command building rather than the cluster. The
+    key set shrinks for large values so the pre-encoded commands stay within
+    ENCODED_BUDGET bytes."""
     value = os.urandom(size)
-    if config.state_machine == "kv":
-        return lambda n: encode_put(f"bench/{client_index}/{n % KEYS_PER_CLIENT}", value)
-    return lambda n: value
+    if config.state_machine != "kv":
+        return lambda n: value
+    keys = max(1, min(KEYS_PER_CLIENT, ENCODED_BUDGET // max(1, size)))
+    encoded = [encode_put(f"bench/{client_index}/{k}", value) for k in range(keys)]
+    return lambda n: encoded[n % keys]
+
+
+# ---------------------------------------------------------------- watching the cluster
+
+
+def batching_ratios(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, float | None]:
+    """Entries per AppendEntries and per fsync over a window, from the leader's
+    cumulative "stats" at its two ends (None where a counter is missing, did
+    not grow, or went backwards: the actor restarted, so the counts mean nothing)."""
+    ratios: dict[str, float | None] = dict.fromkeys(RATIOS)
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return ratios
+    for name, (entries, events) in RATIOS.items():
+        try:
+            d_entries, d_events = after[entries] - before[entries], after[events] - before[events]
+        except (KeyError, TypeError):
+            continue
+        if d_events > 0 and d_entries >= 0:
+            ratios[name] = round(d_entries / d_events, 2)
+    return ratios
+
+
+def parse_vmrss_mib(status_text: str) -> float | None:
+    """VmRSS from the text of /proc/<pid>/status, in MiB (None if absent:
+    kernel threads and zombies have none)."""
+    for line in status_text.splitlines():
+        if line.startswith("VmRSS:"):
+            fields = line.split()
+            if len(fields) >= 3 and fields[2].lower() == "kb":
+                return int(fields[1]) / 1024
+    return None
+
+
+def read_rss_mib(pid: int) -> float | None:
+    """The resident memory of a live process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return parse_vmrss_mib(fh.read())
+    except OSError:
+        return None
+
+
+def address_host(address: str) -> str:
+    """The host of a node address `tcp://HOST:PORT` (IPv6 without brackets)."""
+    hostport = address.partition("://")[2] or address
+    return hostport.rpartition(":")[0].strip("[]")
+
+
+def is_local_host(host: str) -> bool:
+    """Whether `host` names this machine: only then are a node's pids ours
+    to read in /proc (a remote node's pid may exist here as another process).
+    Binding to an address succeeds only for addresses of this host."""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, _, _, _, sockaddr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((sockaddr[0], 0))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _is_sandzmq_process(pid: int) -> bool:
+    """Whether `pid` runs sandzmq: a reported pid may belong to another
+    process by now (an actor that exited and a pid reused, or a stand-in)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"sandzmq" in fh.read()
+    except OSError:
+        return False
+
+
+def local_actor_pids(config: ClusterConfig, reports: list[tuple[str, dict[str, Any] | None]]) -> dict[str, dict[str, int]]:
+    """{node id: {actor kind: pid}} for the actors whose memory can be read
+    here: nodes on this host, pids that are sandzmq processes."""
+    found: dict[str, dict[str, int]] = {}
+    for node_id, report in reports:
+        pids = report.get("pids") if report else None
+        if not isinstance(pids, dict) or not is_local_host(address_host(config.node(node_id).client)):
+            continue
+        mine = {kind: pid for kind in PID_KEYS if isinstance(pid := pids.get(kind), int) and _is_sandzmq_process(pid)}
+        if mine:
+            found[node_id] = mine
+    return found
+
+
+def leader_stats(config: ClusterConfig, leader: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The "stats" counters of `leader`'s status, or None if it does not
+    answer, no longer leads, or reports no counters."""
+    report = node_status(config, config.node(leader), timeout)
+    if not report or report.get("role") != "leader":
+        return None
+    stats = report.get("stats")
+    return stats if isinstance(stats, dict) else None
+
+
+class _ClusterWatch:
+    """What the cluster itself does during a run, read from outside it: the
+    leader's batching counters at both ends of the measured window, and the
+    resident memory of every local actor process every RSS_INTERVAL seconds
+    (a thread, so the samples do not wait for the progress lines)."""
+
+    def __init__(self, config: ClusterConfig, leader: str) -> None:
+        self.config, self.leader = config, leader
+        self.pids = local_actor_pids(config, collect(config, timeout=1.0))
+        self.max_rss: dict[str, dict[str, float]] = {}
+        self.before: dict[str, Any] | None = None
+        self.after: dict[str, Any] | None = None
+        self._window_start = float("inf")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-watch", daemon=True)
+
+    def start(self, window_start: float) -> None:
+        self._window_start = window_start
+        self._thread.start()
+
+    def finish(self) -> None:
+        """At the end of the window: the leader's counters, then stop sampling."""
+        self.after = leader_stats(self.config, self.leader)
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop sampling (idempotent; also after an interrupted run)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        started = False
+        while not self._stop.is_set():
+            self._sample_rss()
+            now = time.perf_counter()
+            if not started and now >= self._window_start:
+                started = True
+                self.before = leader_stats(self.config, self.leader)
+                continue
+            pause = RSS_INTERVAL if started else min(RSS_INTERVAL, max(0.0, self._window_start - now))
+            self._stop.wait(pause)
+
+    def _sample_rss(self) -> None:
+        for node_id, pids in self.pids.items():
+            for kind, pid in pids.items():
+                rss = read_rss_mib(pid)
+                if rss is not None:
+                    node = self.max_rss.setdefault(node_id, {})
+                    node[kind] = max(node.get(kind, 0.0), rss)
+
+    def result(self) -> dict[str, Any]:
+        rss = {node: {kind: round(mib, 1) for kind, mib in kinds.items()} for node, kinds in self.max_rss.items()}
+        return {"batching": batching_ratios(self.before, self.after), "max_rss_mib": rss}
 
 
 def run_bench(options: BenchOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -143,6 +328,41 @@ def run_bench(options: BenchOptions, out: TextIO = sys.stdout, err: TextIO = sys
         f"{options.duration:g} s after a {options.warmup:g} s warm-up",
         file=err,
     )
+    with _sigterm_as_interrupt():
+        result = _run_against(config, options, err)
+    if result is None:
+        return 1
+    report = _report(config, options, result)
+    print(_table(report), file=out)
+    if options.json_out:
+        Path(options.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["ops"] > 0 else 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while the bench runs, so that a
+    --spawn cluster is stopped (the `finally` below) when the bench is killed
+    politely, as by bench/sweep.py, and not left running. Only possible in
+    the main thread; elsewhere the handlers stay as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_against(config: ClusterConfig, options: BenchOptions, err: TextIO) -> dict[str, Any] | None:
+    """Start the cluster if asked, wait for a leader, drive the load, and
+    stop the cluster again whatever happens. The results, or None when no
+    leader showed up."""
     cluster = None
     log_path = None
     try:
@@ -161,18 +381,13 @@ def run_bench(options: BenchOptions, out: TextIO = sys.stdout, err: TextIO = sys
         except TimeoutError as exc:
             hint = f"; see {log_path}" if log_path else " (is it running? --spawn starts it)"
             print(f"sandzmq: {exc}{hint}", file=err)
-            return 1
+            return None
         print(f"bench: {leader} leads", file=err)
-        result = _drive(config, options, err)
+        return _drive(config, options, leader, err)
     finally:
         if cluster is not None:
             status = terminate(cluster)
             print(f"bench: stopped the cluster (exit status {status})", file=err)
-    report = _report(config, options, result)
-    print(_table(report), file=out)
-    if options.json_out:
-        Path(options.json_out).write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if report["ops"] > 0 else 1
 
 
 def _check(options: BenchOptions) -> None:
@@ -183,8 +398,9 @@ def _check(options: BenchOptions) -> None:
         raise SandzmqError("--duration and --timeout must be positive, --warmup not negative")
 
 
-def _drive(config: ClusterConfig, options: BenchOptions, err: TextIO) -> dict[str, Any]:
+def _drive(config: ClusterConfig, options: BenchOptions, leader: str, err: TextIO) -> dict[str, Any]:
     recorder = _Recorder()
+    watch = _ClusterWatch(config, leader)
     clients = [Client.from_config(config) for _ in range(options.clients)]
     drivers = [
         _Driver(client, command_factory(config, i, options.size), options.inflight, options.timeout, recorder)
@@ -196,7 +412,12 @@ def _drive(config: ClusterConfig, options: BenchOptions, err: TextIO) -> dict[st
             driver.start()
         start = began + options.warmup
         end = start + options.duration
-        _progress(recorder, began, start, end, err)
+        watch.start(window_start=start)
+        try:
+            _progress(recorder, began, start, end, err)
+            watch.finish()
+        finally:
+            watch.stop()
         for driver in drivers:
             driver.stop()
         for driver in drivers:
@@ -209,7 +430,7 @@ def _drive(config: ClusterConfig, options: BenchOptions, err: TextIO) -> dict[st
             client.close()
     latencies = sorted(lat for at, lat in recorder.done if start <= at < end)
     errors = Counter(kind for at, kind in recorder.failed if start <= at < end)
-    return {"latencies": latencies, "errors": errors, "client_stats": dict(stats)}
+    return {"latencies": latencies, "errors": errors, "client_stats": dict(stats), "leader": leader, **watch.result()}
 
 
 def _progress(recorder: _Recorder, began: float, start: float, end: float, err: TextIO) -> None:
@@ -270,6 +491,11 @@ def _report(config: ClusterConfig, options: BenchOptions, result: dict[str, Any]
         "state_machine": config.state_machine,
         "spawned": options.spawn,
         "commands_per_client_message": round(stats.get("requests_sent", 0) / max(1, stats.get("submits", 0)), 2),
+        "leader": result.get("leader"),
+        # Over the measured window, on the leader; null when it reports no "stats".
+        **result.get("batching", dict.fromkeys(RATIOS)),
+        # Per node and actor kind, the most resident memory seen (nodes on this host only).
+        "max_rss_mib": result.get("max_rss_mib", {}),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -279,6 +505,7 @@ def _report(config: ClusterConfig, options: BenchOptions, result: dict[str, Any]
 
 
 def _table(report: dict[str, Any]) -> str:
+    """The human summary: the latency table, then batching and memory lines."""
     lat = report["latency_ms"]
     header = ["ops/s", "ops", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms"]
     row = [
@@ -289,4 +516,35 @@ def _table(report: dict[str, Any]) -> str:
     lines = ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in (header, row)]
     if report["errors_by_type"]:
         lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(report["errors_by_type"].items())))
+    lines.append(_batching_line(report))
+    lines.append(_rss_line(report.get("max_rss_mib") or {}))
     return "\n".join(lines)
+
+
+def _batching_line(report: dict[str, Any]) -> str:
+    per_append, per_fsync = report.get("entries_per_append"), report.get("entries_per_fsync")
+    if per_append is None and per_fsync is None:
+        return "batching: - (the leader reported no stats for the window)"
+    return (
+        f"batching on the leader ({report.get('leader')}): {_one_decimal(per_append)} entries per AppendEntries, "
+        f"{_one_decimal(per_fsync)} entries per fsync"
+    )
+
+
+def _one_decimal(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def max_rss(max_rss_mib: dict[str, dict[str, float]]) -> tuple[float, str, str] | None:
+    """The largest resident set of any actor: (MiB, node id, actor kind), or
+    None when no actor process could be read (all nodes on other hosts)."""
+    samples = [(mib, node, kind) for node, kinds in max_rss_mib.items() for kind, mib in kinds.items()]
+    return max(samples) if samples else None
+
+
+def _rss_line(max_rss_mib: dict[str, dict[str, float]]) -> str:
+    top = max_rss(max_rss_mib)
+    if top is None:
+        return "max RSS: - (no actor process on this host)"
+    mib, node, kind = top
+    return f"max RSS: {mib:.1f} MiB ({node} {kind}, of {sum(map(len, max_rss_mib.values()))} actor processes sampled)"

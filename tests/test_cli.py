@@ -233,3 +233,48 @@ def test_a_missing_option_is_a_usage_error() -> None:
     result = run("bench")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--config" in result.stderr
+
+
+def growing_stats_answer(report: dict[str, Any]) -> Callable[[FakeNode, Any], list[Any]]:
+    """A leader whose batching counters grow by the same step at every status
+    request: whatever the number of requests in the window, 64 entries per
+    AppendEntries and 160 per fsync."""
+    stats = {"append_messages": 0, "append_entries": 0, "fsyncs": 0, "fsync_entries": 0}
+    step = {"append_messages": 10, "append_entries": 640, "fsyncs": 5, "fsync_entries": 800}
+    plain = status_answer(report)
+
+    def answer(node: FakeNode, msg: Any) -> list[Any]:
+        if isinstance(msg, StatusRequest):
+            for key, inc in step.items():
+                stats[key] += inc
+            return [StatusReply(msg.request_id, {**report, "stats": dict(stats)})]
+        return plain(node, msg)
+
+    return answer
+
+
+def test_bench_reports_entries_per_append_and_per_fsync(config, fakes, tmp_path: Path) -> None:
+    leader = fakes(growing_stats_answer(FULL_STATUS), "n1")
+    path = config([("n1", leader.address)])
+    out = tmp_path / "bench.json"
+    result = run("bench", "--config", str(path), "--clients", "1", "--inflight", "4", "--duration", "0.5",
+                 "--warmup", "0.2", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert (report["entries_per_append"], report["entries_per_fsync"]) == (64.0, 160.0)
+    assert report["leader"] == "n1"
+    assert report["max_rss_mib"] == {}  # the fake's pids 101-103 are no sandzmq actors
+    assert "64.0 entries per AppendEntries, 160.0 entries per fsync" in result.stdout
+    assert "max RSS: -" in result.stdout
+
+
+def test_bench_without_leader_stats_reports_null(config, fakes, tmp_path: Path) -> None:
+    leader = fakes(status_answer(FULL_STATUS), "n1")
+    path = config([("n1", leader.address)])
+    out = tmp_path / "bench.json"
+    result = run("bench", "--config", str(path), "--clients", "1", "--inflight", "4", "--duration", "0.5",
+                 "--warmup", "0.2", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["entries_per_append"] is None and report["entries_per_fsync"] is None
+    assert "batching: -" in result.stdout
