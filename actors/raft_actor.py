@@ -245,9 +245,10 @@ class RaftActor(SocketActor):
         made_durable = 0
         while unacked and unacked[0].write_id <= ack.write_id:
             made_durable += len(unacked.popleft().entries)
-        stats = self.stats
-        stats["fsyncs"] += 1  # the log-store acknowledges once per sync (group commit)
-        stats["fsync_entries"] += made_durable
+        if made_durable:  # one acknowledgement per fsync (group commit); commit-only writes are not fsync'd
+            stats = self.stats
+            stats["fsyncs"] += 1
+            stats["fsync_entries"] += made_durable
         if self.core is not None:
             self.core.persisted(ack.write_id)
 

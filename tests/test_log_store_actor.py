@@ -143,6 +143,22 @@ def test_hard_state_only_write(node: Node) -> None:
     assert node.raft.state(1).hard_state == HardState(3, "n2", 0)
 
 
+def test_a_write_that_only_moves_commit_is_acknowledged_without_an_fsync(node: Node) -> None:
+    ref = node.start()
+    node.raft.expect(LogState)
+    stats = ref.proxy()
+    node.raft.send(LogWrite(1, entries(1, 2), HardState(1, "n1", 0)))
+    assert node.raft.expect(LogDurable) == LogDurable(1, 2)
+    assert stats.syncs.get() == 1
+    node.raft.send(LogWrite(2, [], HardState(1, "n1", 2)))  # commit only: no fsync needed
+    assert node.raft.expect(LogDurable) == LogDurable(2, 2)
+    assert stats.syncs.get() == 1
+    node.raft.send(LogWrite(3, [], HardState(2, None, 2)))  # a new term must be durable
+    assert node.raft.expect(LogDurable) == LogDurable(3, 2)
+    assert stats.syncs.get() == 2
+    assert node.raft.state(5).hard_state == HardState(2, None, 2)  # the commit-only write was kept too
+
+
 def test_one_fsync_and_one_ack_cover_a_batch_of_writes(node: Node) -> None:
     # The writes are queued before the log-store exists, so that they reach
     # it together: each drained batch gets one fsync and one LogDurable.
