@@ -1,10 +1,10 @@
 """Run every micro-benchmark in bench/ and print one summary table.
 
-    .venv/bin/python bench/run_micro.py [--quick] [--only core,apply,wal,transport]
+    .venv/bin/python bench/run_micro.py [--quick] [--only core,apply,wal,transport,client]
                                         [--json OUT] [--baseline OLD.json]
 
 Each benchmark runs as its own process (micro_core.py, micro_apply.py,
-micro_wal.py, micro_transport.py) with --json, and the numbers that matter
+micro_wal.py, micro_transport.py, micro_client.py) with --json, and the numbers that matter
 for throughput are collected into one table: microseconds per entry, per
 batch and per message, and rates. With --baseline (a --json file of an
 earlier run, e.g. from before a change) every row also shows the old value
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("core", "apply", "wal", "transport")
+BENCHES = ("core", "apply", "wal", "transport", "client")
 
 
 def _run(script: str, args: list[str], json_path: str | None, timeout: float) -> dict[str, Any]:
@@ -70,7 +70,12 @@ def run_transport(quick: bool, tmp: str) -> dict[str, Any]:
     return _run("micro_transport.py", ["--json"] + ["--quick"] * quick, None, 600)
 
 
-RUNNERS = {"core": run_core, "apply": run_apply, "wal": run_wal, "transport": run_transport}
+def run_client(quick: bool, tmp: str) -> dict[str, Any]:
+    out = os.path.join(tmp, "client.json")
+    return _run("micro_client.py", ["--quick"] * quick + ["--json", out], out, 300)
+
+
+RUNNERS = {"core": run_core, "apply": run_apply, "wal": run_wal, "transport": run_transport, "client": run_client}
 
 # (key, label, unit, lower_is_better)
 Row = tuple[str, str, str, bool]
@@ -116,6 +121,13 @@ def summarize(raw: dict[str, Any]) -> list[tuple[Row, float | None]]:
                 add(key + ".rtt", label, "rtt p50 us", True, r["rtt_us_p50"])
             else:
                 add(key + ".rate", label, "msgs/s", False, r["msgs_per_s"])
+    if "client" in raw:
+        for r in raw["client"]["results"]:
+            cell = f"{r['clients']}x{r['inflight']}"
+            add(f"client.{cell}.us_op", f"client replicate_async, {r['clients']} x {r['inflight']} in flight", "cpu us/op",
+                True, r["cpu_us_per_op"])
+            add(f"client.{cell}.rate", f"client replicate_async, {r['clients']} x {r['inflight']} in flight", "ops/s",
+                False, r["ops_per_s"])
     return rows
 
 

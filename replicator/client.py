@@ -57,12 +57,13 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+import msgpack
 
 from sandzmq.actors.protocol import (
     ClientQuery,
@@ -71,13 +72,14 @@ from sandzmq.actors.protocol import (
     ReplyStatus,
     HELLO_REPLY_TAG,
     ClusterHello,
+    PayloadKind,
     ClusterHelloReply,
     StatusReply,
     StatusRequest,
-    encode_command,
 )
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.errors import ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
+from sandzmq.replicator.futures import LightFuture
 from sandzmq.state_machine import check_consistency
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, PeerLink, Poller
 
@@ -102,44 +104,74 @@ BUSY_BACKOFF_S = (0.01, 0.25)
 
 _COMMAND, _QUERY, _STATUS = "command", "query", "status"
 # Request states in the I/O thread. Invariant: a READY request is in the
-# ready list; a WAITING or SENT one has exactly one valid timer, due no later
-# than its deadline, so every request is looked at again by its deadline.
+# ready list; a WAITING or SENT one is covered by exactly one valid timer
+# entry, due no later than its deadline, so every request is looked at again
+# by its deadline. A timer entry covers several requests (all those of one
+# sent message); request i of an entry is valid while its token is the
+# entry's first token + i (see _Timer).
 _NEW, _READY, _WAITING, _SENT, _DONE = range(5)
 #: Futures resolve this much before the deadline (at most), so that a caller's
 #: own `future.result(timeout)` with the same timeout sees the answer.
 _EARLY_S = 0.01
+#: The first field of a command entry (protocol.encode_command), as a plain int.
+_COMMAND_KIND = int(PayloadKind.COMMAND)
 
 
-@dataclass(eq=False, slots=True)
 class _Request:
-    """One replicate/query/status call, from hand-off to its final answer."""
+    """One replicate/query/status call, from hand-off to its final answer.
 
-    kind: str
-    future: Future[Any]
-    body: bytes
-    timeout: float
-    consistency: str = ""
-    fixed: str | None = None  # an address it must go to (local query, status); None: the leader
-    created: float = field(default_factory=time.monotonic)
-    deadline: float = 0.0
-    seq: int = 0
-    state: int = _NEW
-    token: int = 0  # invalidates timers of an earlier state
-    current_rid: int = 0  # the latest attempt
-    current_node: str | None = None
-    outstanding: set[int] = field(default_factory=set)  # attempts sent and not refused
-    maybe_proposed: bool = False  # a LOST answer, or an attempt left unanswered
-    silent: int = 0  # consecutive resend intervals without an answer
-    busy: int = 0  # BUSY answers so far
-    attempts: int = 0
-    refusal: str = ""  # why the last attempt did not go through, for the final error
+    A slotted class with a hand-written __init__ rather than a dataclass:
+    one is built per call, and field default factories (a set per request,
+    a clock read in __post_init__) were a measurable share of the client's
+    CPU per request. Earlier attempts still unanswered live in `older`,
+    made only when a request is sent a second time.
+    """
 
-    def __post_init__(self) -> None:
-        self.deadline = self.created + self.timeout - min(_EARLY_S, self.timeout / 10)
+    __slots__ = (
+        "kind", "future", "body", "timeout", "consistency", "fixed", "deadline", "due", "seq", "state",
+        "token", "current_rid", "current_open", "older", "current_node", "maybe_proposed", "silent",
+        "busy", "attempts", "refusal",
+    )  # fmt: skip
 
+    def __init__(
+        self, kind: str, future: Future[Any], body: bytes, timeout: float, consistency: str = "",
+        fixed: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.future = future
+        self.body = body
+        self.timeout = timeout
+        self.consistency = consistency
+        self.fixed = fixed  # an address it must go to (local query, status); None: the leader
+        self.deadline = time.monotonic() + timeout - min(_EARLY_S, timeout / 10)
+        self.due = 0.0  # SENT: when the current attempt counts as unanswered
+        # seq; state; token (matches one timer entry, 0: none); the latest attempt's id;
+        # consecutive resend intervals without an answer; BUSY answers so far; attempts.
+        self.seq = self.state = self.token = self.current_rid = self.silent = self.busy = self.attempts = 0
+        self.current_open = False  # the latest attempt was sent and is not answered or refused
+        self.older: set[int] | None = None  # earlier attempts sent and not answered or refused
+        self.current_node: str | None = None
+        self.maybe_proposed = False  # a LOST answer, or an attempt left unanswered
+        self.refusal = ""  # why the last attempt did not go through, for the final error
+
+    @property
+    def outstanding(self) -> bool:
+        """Some attempt was handed to a node and neither answered nor refused."""
+        return self.current_open or bool(self.older)
+
+
+#: A timer entry: (due time, tiebreak, first token, count, waiting request).
+#: A request's token names the one entry that covers it. The requests of one
+#: sent message have tokens equal to their request ids, which are
+#: consecutive: their entry is (.., first id, count, None), and finds them in
+#: _rids, so it keeps no finished request alive until it is due. A WAITING
+#: request gets a negative token and an entry (.., token, 1, request) of its
+#: own; READY and DONE requests have token 0.
+_Timer = tuple[float, int, int, int, "_Request | None"]
 
 _CLOSE = object()  # queued by close()
 _KNOWN_STATUS = frozenset(int(s) for s in ReplyStatus)
+_OK = int(ReplyStatus.OK)
 
 
 def _parse_hint(value: Any) -> tuple[str | None, str | None]:
@@ -209,14 +241,18 @@ class Client:
         self._links: dict[str, PeerLink] = {}
         self._poller = Poller([self._wake_r])
         self._ready: list[_Request] = []
-        self._timers: list[tuple[float, int, _Request, int]] = []
+        self._timers: list[_Timer] = []
         self._tiebreak = itertools.count()
         self._rids: dict[int, _Request] = {}
         self._next_rid = 1
         self._next_seq = 1
-        self._incomplete: list[int] = []  # heap of seqs, lazily pruned against _pending_seqs
-        self._pending_seqs: set[int] = set()
-        self._live: set[_Request] = set()
+        self._next_token = -1  # WAITING timers' tokens: negative, so never a request id
+        self._next_key = -1  # queries' and status requests' keys in _live (commands use their seq)
+        #: Every request taken and not finished, by seq (commands) or negative key.
+        self._live: dict[int, _Request] = {}
+        self._low_seq = 1  # no seq below this is still live (see _first_incomplete)
+        self._pack = msgpack.Packer().pack  # reused: cheaper than packb per entry; I/O thread only
+        self._io_ident: int | None = None  # the I/O thread's id, once it runs
         self._closing = False
         #: Counters for tests, benchmarks and debugging (read them from any thread).
         self.stats: dict[str, int] = dict.fromkeys(
@@ -301,7 +337,7 @@ class Client:
             raise TypeError(f"command must be bytes, got {type(command).__name__}")
         if len(command) > self._max_command:
             raise ValueError(f"command of {len(command)} bytes is above the limit of {self._max_command}")
-        return self._submit(_Request(_COMMAND, Future(), command, _timeout(timeout)))
+        return self._submit(_Request(_COMMAND, LightFuture(), command, _timeout(timeout)))
 
     def query(
         self,
@@ -323,7 +359,7 @@ class Client:
             fixed = self._address_of(node)
         elif consistency == "local":
             fixed = self._home
-        request = _Request(_QUERY, Future(), query, _timeout(timeout), consistency=consistency, fixed=fixed)
+        request = _Request(_QUERY, LightFuture(), query, _timeout(timeout), consistency=consistency, fixed=fixed)
         return self._wait(self._submit(request), timeout)
 
     def status(self, timeout: float = 1.0, node: str | None = None) -> dict[str, Any]:
@@ -331,7 +367,7 @@ class Client:
         `node`, else of the connected node (connect mode) or the believed
         leader. ClusterUnavailable if it does not answer within `timeout`."""
         fixed = self._address_of(node) if node is not None else self._home
-        request = _Request(_STATUS, Future(), b"", _timeout(timeout), fixed=fixed)
+        request = _Request(_STATUS, LightFuture(), b"", _timeout(timeout), fixed=fixed)
         return self._wait(self._submit(request), timeout)
 
     def close(self) -> None:
@@ -380,26 +416,32 @@ class Client:
             raise ValueError(f"unknown node {node!r}; known nodes: {known}") from None
 
     def _submit(self, request: _Request) -> Future[Any]:
-        # RUNNING at once: a request may be on the wire any moment, so it cannot be cancelled.
-        request.future.set_running_or_notify_cancel()
+        # The future is born RUNNING (LightFuture): a request may be on the
+        # wire any moment, so it cannot be cancelled.
         with self._lock:
             if self._closed:
                 request.future.set_exception(ClusterUnavailable("the client is closed"))
                 return request.future
             self._queue.append(request)
-            self._wake()
+            if not self._signalled:
+                self._wake()
         return request.future
 
     def _wake(self) -> None:
-        """Wake the I/O thread (called with _lock held): one byte per batch of hand-offs."""
-        if not self._signalled:
-            self._signalled = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:  # the pipe is full: the thread is awake anyway
-                pass
-            except OSError:  # closed: the I/O thread is gone, and fails what is queued
-                pass
+        """Wake the I/O thread (called with _lock held): one byte per batch of
+        hand-offs. A hand-off from the I/O thread itself (a done-callback
+        that issues the next call: the usual closed loop) writes none: that
+        thread takes the queue before it next sleeps (see _poll_timeout), and
+        the byte would only cost a write, a wake-up and a read."""
+        if self._signalled or threading.get_ident() == self._io_ident:
+            return
+        self._signalled = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:  # the pipe is full: the thread is awake anyway
+            pass
+        except OSError:  # closed: the I/O thread is gone, and fails what is queued
+            pass
 
     def _wait(self, future: Future[Any], timeout: float | None) -> Any:
         if threading.current_thread() is self._thread:
@@ -415,6 +457,7 @@ class Client:
     # ------------------------------------------------------------ the I/O thread
 
     def _run(self) -> None:
+        self._io_ident = threading.get_ident()
         try:
             while True:
                 for source in self._poller.wait(self._poll_timeout()):
@@ -422,11 +465,15 @@ class Client:
                         self._drain_wake()
                     else:
                         self._on_link(source)
-                self._take_new()
-                self._fire_timers()
+                if self._queue:
+                    self._take_new()
+                now = time.monotonic()  # one clock read per turn, not per request
+                if self._timers and self._timers[0][0] <= now:
+                    self._fire_timers(now)
                 if self._closing:
                     break
-                self._flush()
+                if self._ready:
+                    self._flush(now)
         except BaseException:
             log.exception("sandzmq client I/O thread failed")
         finally:
@@ -436,7 +483,7 @@ class Client:
                 self._queue.clear()
             for request in leftovers:
                 request.future.set_exception(ClusterUnavailable("the client is closed"))
-            for request in list(self._live):
+            for request in list(self._live.values()):
                 self._finish_closed(request)
             self._close_sockets()
 
@@ -451,11 +498,13 @@ class Client:
                 pass
 
     def _poll_timeout(self) -> float | None:
-        if self._ready:
+        """Milliseconds until the next timer; 0 when there is work already
+        (requests ready, or handed off by this thread's own callbacks).
+        Timer entries of finished requests are not pruned here: each costs
+        at most one early wake-up, and only while the client is idle."""
+        if self._ready or self._queue:
             return 0.0
         timers = self._timers
-        while timers and not self._timer_valid(timers[0]):
-            heapq.heappop(timers)
         if not timers:
             return None
         return max(0.0, (timers[0][0] - time.monotonic()) * 1000.0)
@@ -475,7 +524,7 @@ class Client:
             self._signalled = False
 
     def _take_new(self) -> None:
-        queue = self._queue
+        queue, ready, live = self._queue, self._ready, self._live
         while queue:
             item = queue.popleft()
             if item is _CLOSE:
@@ -488,20 +537,17 @@ class Client:
             if request.kind == _COMMAND:
                 request.seq = self._next_seq
                 self._next_seq += 1
-                self._pending_seqs.add(request.seq)
-                heapq.heappush(self._incomplete, request.seq)
-            self._live.add(request)
-            self._set_ready(request)
+            else:
+                request.seq = self._next_key
+                self._next_key -= 1
+            live[request.seq] = request
+            request.state = _READY  # its token is 0: no timer covers it
+            ready.append(request)
 
     # --- timers
 
-    def _push_timer(self, when: float, request: _Request) -> None:
-        heapq.heappush(self._timers, (when, next(self._tiebreak), request, request.token))
-
-    @staticmethod
-    def _timer_valid(entry: tuple[float, int, _Request, int]) -> bool:
-        _, _, request, token = entry
-        return request.state != _DONE and token == request.token
+    def _push_timer(self, when: float, first_token: int, count: int = 1, waiting: _Request | None = None) -> None:
+        heapq.heappush(self._timers, (when, next(self._tiebreak), first_token, count, waiting))
 
     def _schedule(self, request: _Request, at: float) -> None:
         """Send `request` (again) at time `at`: now, or after a pause."""
@@ -509,35 +555,38 @@ class Client:
             self._set_ready(request)
             return
         request.state = _WAITING
-        request.token += 1
-        self._push_timer(min(at, request.deadline), request)
+        token = request.token = self._next_token
+        self._next_token -= 1
+        self._push_timer(min(at, request.deadline), token, 1, request)
 
     def _set_ready(self, request: _Request) -> None:
         if request.state != _READY:
             request.state = _READY
-            request.token += 1
+            request.token = 0
             self._ready.append(request)
 
-    def _fire_timers(self) -> None:
-        now = time.monotonic()
-        timers = self._timers
+    def _fire_timers(self, now: float) -> None:
+        """Look at every request that a due timer entry still covers."""
+        timers, rids = self._timers, self._rids
         while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            request = entry[2]
-            if request.state == _DONE:
+            _, _, first_token, count, waiting = heapq.heappop(timers)
+            if waiting is not None:
+                if waiting.token == first_token:
+                    if now >= waiting.deadline:
+                        self._expire(waiting)
+                    else:
+                        self._set_ready(waiting)
                 continue
-            if now >= request.deadline:
-                self._expire(request)
-            elif entry[3] != request.token:
-                continue
-            elif request.state == _WAITING:
-                self._set_ready(request)
-            elif request.state == _SENT:
-                self._on_silence(request)
-        # Timers of finished requests linger until they are due; keep the heap bounded.
-        if len(timers) > 4 * len(self._live) + 1024:
-            self._timers = [e for e in timers if e[2].state != _DONE]
-            heapq.heapify(self._timers)
+            for rid in range(first_token, first_token + count):
+                request = rids.get(rid)
+                if request is None or request.token != rid:
+                    continue  # answered, finished, or moved on since
+                if now >= request.deadline:
+                    self._expire(request)
+                elif now >= request.due:
+                    self._on_silence(request)
+                else:  # sent together with requests due earlier: a timer of its own
+                    self._push_timer(request.due, rid)
 
     def _on_silence(self, request: _Request) -> None:
         """No answer within the resend interval: resend; suspect a node that stays silent."""
@@ -601,35 +650,45 @@ class Client:
 
     # --- sending
 
-    def _flush(self) -> None:
-        if not self._ready:
-            return
+    def _flush(self, now: float) -> None:
+        """Send every READY request: all commands as ClientSubmits to the
+        believed leader, then each query and status request on its own."""
         ready, self._ready = self._ready, []
-        groups: dict[str, list[_Request]] = {}
+        commands: list[_Request] = []
+        others: list[_Request] = []
         for request in ready:
             if request.state == _READY:
-                groups.setdefault(self._target(request), []).append(request)
-        now = time.monotonic()
-        for address, requests in groups.items():
-            commands = [r for r in requests if r.kind == _COMMAND]
-            if commands:
-                first_incomplete = self._first_incomplete()
-                for chunk in _chunks(commands):
-                    payloads = [encode_command(self.client_id, r.seq, first_incomplete, r.body) for r in chunk]
-                    self._send(address, chunk, now, lambda rids: ClientSubmit(rids[0], payloads))
-            for request in requests:
-                if request.kind == _QUERY:
-                    self._send(address, [request], now, lambda rids, r=request: ClientQuery(rids[0], r.consistency, r.body))
-                elif request.kind == _STATUS:
-                    self._send(address, [request], now, lambda rids: StatusRequest(rids[0]))
+                (commands if request.kind == _COMMAND else others).append(request)
+        if commands:
+            self._send_commands(self._target(commands[0]), commands, now)
+        for request in others:
+            address = self._target(request)
+            if request.kind == _QUERY:
+                self._send(address, [request], now, lambda rid, r=request: ClientQuery(rid, r.consistency, r.body))
+            else:
+                self._send(address, [request], now, StatusRequest)
 
-    def _send(self, address: str, requests: list[_Request], now: float, build: Any) -> None:
-        """Send one message carrying `requests` (a fresh attempt id each); on a
+    def _send_commands(self, address: str, commands: list[_Request], now: float) -> None:
+        """Commands as few ClientSubmits as the size limits allow. Each
+        payload is protocol.encode_command's bytes, packed by a reused Packer."""
+        pack, client_id, kind = self._pack, self.client_id, _COMMAND_KIND
+        first_incomplete = self._first_incomplete()
+        payloads = [pack([kind, client_id, r.seq, first_incomplete, r.body]) for r in commands]
+        if len(payloads) <= MAX_SUBMIT_REQUESTS and sum(map(len, payloads)) <= MAX_SUBMIT_BYTES:
+            self._send(address, commands, now, lambda rid: ClientSubmit(rid, payloads))
+            return
+        for lo, hi in _chunk_bounds(payloads):
+            chunk = payloads[lo:hi]
+            self._send(address, commands[lo:hi], now, lambda rid, chunk=chunk: ClientSubmit(rid, chunk))
+
+    def _send(self, address: str, requests: list[_Request], now: float, build: Callable[[int], object]) -> None:
+        """Send one message carrying `requests`, numbered consecutively from
+        the id given to `build`; one timer entry covers them all. On a
         refused send nothing was delivered, so the attempts do not count."""
-        rids = list(range(self._next_rid, self._next_rid + len(requests)))
-        self._next_rid += len(requests)
+        first = self._next_rid
+        self._next_rid = first + len(requests)
         try:
-            sent = self._link(address).send(build(rids))
+            sent = self._link(address).send(build(first))
         except Exception as exc:  # an unencodable or oversized message: a bug, or a huge batch
             log.exception("cannot send to %s", address)
             for request in requests:
@@ -644,22 +703,38 @@ class Client:
             return
         self.stats["submits"] += 1
         self.stats["requests_sent"] += len(requests)
-        for rid, request in zip(rids, requests):
-            self._rids[rid] = request
-            request.outstanding.add(rid)
-            request.current_rid = rid
+        rids, fixed_interval = self._rids, self._resend_fixed
+        last_timeout, interval, first_due = -1.0, 0.0, math.inf
+        for rid, request in enumerate(requests, first):
+            rids[rid] = request
+            if request.current_open:  # an earlier attempt is still unanswered
+                if request.older is None:
+                    request.older = set()
+                request.older.add(request.current_rid)
+            request.current_open = True
+            request.current_rid = request.token = rid
             request.current_node = address
             request.attempts += 1
             request.state = _SENT
-            request.token += 1
-            interval = self._resend_fixed or _resend_interval(request.timeout)
-            self._push_timer(min(now + interval, request.deadline), request)
+            if request.timeout != last_timeout:
+                last_timeout = request.timeout
+                interval = fixed_interval or _resend_interval(last_timeout)
+            due = now + interval
+            if due > request.deadline:
+                due = request.deadline
+            request.due = due
+            if due < first_due:
+                first_due = due
+        self._push_timer(first_due, first, len(requests))
 
     def _first_incomplete(self) -> int:
-        heap, pending = self._incomplete, self._pending_seqs
-        while heap and heap[0] not in pending:
-            heapq.heappop(heap)
-        return heap[0] if heap else self._next_seq
+        """The lowest seq still live (or the next one). Seqs are consecutive,
+        so a pointer that only moves up replaces a heap."""
+        low, live, end = self._low_seq, self._live, self._next_seq
+        while low < end and low not in live:
+            low += 1
+        self._low_seq = low
+        return low
 
     # --- receiving
 
@@ -667,8 +742,7 @@ class Client:
         for message in link.drain():
             try:
                 if type(message) is ClientReply:
-                    for rid, status, value in zip(message.request_ids, message.statuses, message.values):
-                        self._on_reply(link.remote, rid, status, value)
+                    self._on_client_reply(link.remote, message)
                 elif type(message) is StatusReply:
                     self._on_reply(link.remote, message.request_id, ReplyStatus.OK, message.status, status_reply=True)
                 else:
@@ -676,6 +750,25 @@ class Client:
             except Exception:  # never let one odd reply stop the thread
                 self.stats["bad_replies"] += 1
                 log.exception("ignoring a reply the client could not handle")
+
+    def _on_client_reply(self, node: str, message: ClientReply) -> None:
+        """The common case inline (OK for a command or query); anything else via _on_reply."""
+        rids = self._rids
+        follow = self._follow
+        finished = 0
+        try:
+            for rid, status, value in zip(message.request_ids, message.statuses, message.values):
+                request = rids.get(rid)
+                if status == _OK and request is not None and request.kind != _STATUS:
+                    del rids[rid]
+                    finished += 1
+                    if follow and request.fixed is None:
+                        self._leader = node  # it just acted as the leader
+                    self._finish(request, result=value)
+                else:
+                    self._on_reply(node, rid, status, value)
+        finally:
+            self.stats["replies"] += finished
 
     def _on_reply(self, node: str, rid: int, status: int, value: Any, status_reply: bool = False) -> None:
         request = self._rids.get(rid)
@@ -687,10 +780,12 @@ class Client:
             return
         del self._rids[rid]
         self.stats["replies"] += 1
-        request.outstanding.discard(rid)
         latest = rid == request.current_rid
         if latest:
+            request.current_open = False
             request.silent = 0
+        elif request.older is not None:
+            request.older.discard(rid)
         if status == ReplyStatus.OK:
             if self._follow and request.fixed is None:
                 self._leader = node  # it just acted as the leader
@@ -743,10 +838,13 @@ class Client:
         if request.state == _DONE:
             return
         request.state = _DONE
-        self._live.discard(request)
-        self._pending_seqs.discard(request.seq)
-        for rid in request.outstanding:
-            self._rids.pop(rid, None)
+        request.token = 0  # no timer entry covers it any more
+        self._live.pop(request.seq, None)
+        rids = self._rids
+        rids.pop(request.current_rid, None)
+        if request.older:
+            for rid in request.older:
+                rids.pop(rid, None)
         if error is None:
             request.future.set_result(result)
         else:
@@ -787,18 +885,17 @@ def _timeout(timeout: float | None) -> float:
     return float(timeout)
 
 
-def _chunks(requests: list[_Request]) -> Iterable[list[_Request]]:
-    """Split into ClientSubmits that stay well inside the message size limit."""
-    chunk: list[_Request] = []
-    size = 0
-    for request in requests:
-        if chunk and (len(chunk) >= MAX_SUBMIT_REQUESTS or size + len(request.body) > MAX_SUBMIT_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(request)
-        size += len(request.body)
-    if chunk:
-        yield chunk
+def _chunk_bounds(payloads: list[bytes]) -> Iterable[tuple[int, int]]:
+    """[lo, hi) slices of `payloads` for ClientSubmits that stay well inside
+    the message size limit."""
+    lo, size = 0, 0
+    for i, payload in enumerate(payloads):
+        if i > lo and (i - lo >= MAX_SUBMIT_REQUESTS or size + len(payload) > MAX_SUBMIT_BYTES):
+            yield lo, i
+            lo, size = i, 0
+        size += len(payload)
+    if lo < len(payloads):
+        yield lo, len(payloads)
 
 
 def discover_cluster(address: str, timeout: float = 5.0) -> str:

@@ -441,7 +441,10 @@ def test_connect_with_follow_leader_follows_hints_but_reads_locally_at_home(node
 def test_busy_from_a_node_not_known_to_lead_moves_on(nodes, clients) -> None:
     starting = nodes(reply_all(BUSY, "node is starting"), "n1")
     live = nodes(echo_ok, "n2")
-    client = clients(starting.address, live.address, follow=True)
+    client = clients(starting.address, live.address, follow=True, book={"n1": starting.address})
+    # Connected first: links use ZMQ_IMMEDIATE, so a send before the TCP
+    # handshake is refused and the command would go to n2 without asking n1.
+    assert client.status(node="n1", timeout=5)["id"] == "n1"
     client._rr = 0
     assert client.replicate(b"x", timeout=2) == b"x"
     assert len(starting.submitted()) == 1
