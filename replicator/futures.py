@@ -93,25 +93,19 @@ class LightFuture(Future):  # type: ignore[type-arg]
     # -- resolution (the base class's logic, with the notify skipped when no Condition exists)
 
     def set_result(self, result: Any) -> None:
-        with self._lock:
-            if self._state not in _DONE_STATES:
-                self._result = result
-                self._state = FINISHED
-                self._wake_waiters(failed=False)
-                resolved = True
-            else:
-                resolved = False
-        self._after_resolution(resolved)
+        self._resolve(result, None, failed=False)
 
     def set_exception(self, exception: BaseException | None) -> None:
+        self._resolve(None, exception, failed=True)
+
+    def _resolve(self, result: Any, exception: BaseException | None, *, failed: bool) -> None:
         with self._lock:
-            if self._state not in _DONE_STATES:
+            resolved = self._state not in _DONE_STATES
+            if resolved:
+                self._result = result
                 self._exception = exception
                 self._state = FINISHED
-                self._wake_waiters(failed=True)
-                resolved = True
-            else:
-                resolved = False
+                self._wake_waiters(failed=failed)
         self._after_resolution(resolved)
 
     def _after_resolution(self, resolved: bool) -> None:
