@@ -223,7 +223,6 @@ class ApplyActor(SocketActor):
         statuses: list[int] = []
         values: list[Any] = []
         admit = self.sessions.admit
-        record = self.sessions.record
         sm_apply = self.sm.apply
         sm_query = self.sm.query
         unpack = msgpack.unpackb
@@ -244,12 +243,13 @@ class ApplyActor(SocketActor):
             ):
                 _, client_id, seq, first_incomplete, command = body
                 result = admit(client_id, seq, first_incomplete)
-                if result is None:
+                if type(result) is dict:  # not seen before: apply, and keep the result for retries
+                    slot = result
                     try:
                         result = (OK, sm_apply(command))
                     except Exception as exc:
                         result = (ERROR, self._sm_failed(index, "apply", exc))
-                    record(client_id, seq, first_incomplete, result)
+                    slot[seq] = result
                 statuses.append(result[0])
                 values.append(result[1])
                 continue
@@ -261,12 +261,13 @@ class ApplyActor(SocketActor):
                 continue
             if type(payload) is CommandPayload:  # well-formed, but not the way the fast path expects
                 result = admit(payload.client_id, payload.seq, payload.first_incomplete)
-                if result is None:
+                if type(result) is dict:
+                    slot = result
                     try:
                         result = (OK, sm_apply(payload.command))
                     except Exception as exc:
                         result = (ERROR, self._sm_failed(index, "apply", exc))
-                    record(payload.client_id, payload.seq, payload.first_incomplete, result)
+                    slot[payload.seq] = result
                 statuses.append(result[0])
                 values.append(result[1])
                 continue

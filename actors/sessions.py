@@ -120,14 +120,19 @@ class Sessions:
             return STALE
         return None
 
-    def admit(self, client_id: bytes, seq: int, first_incomplete: int) -> Result | None:
-        """lookup(), after taking the entry's acknowledgement into account,
-        plus the per-client cap: the apply actor's one call per command
-        before applying. None: apply the command, then record() its result.
+    def admit(self, client_id: bytes, seq: int, first_incomplete: int) -> Result | dict[int, Result]:
+        """The apply actor's one call per command before applying: lookup(),
+        after taking the entry's acknowledgement into account, plus the
+        per-client cap.
 
-        The acknowledgement counts even for a duplicate (it is information
-        the client sent with this entry); the cap refusal is recorded like
-        any result, so every retry of that seq is refused the same way."""
+        Returns the answer to give instead of applying (a Result tuple), or,
+        when the command must be applied, the dict to store its result in,
+        under `seq` (the client's results: one dict store instead of a
+        second call that finds the session again, at every command on every
+        node). The acknowledgement counts even for a duplicate (it is
+        information the client sent with this entry); the cap refusal is
+        recorded like any result, so every retry of that seq is refused the
+        same way."""
         session = self._sessions.get(client_id)
         if session is None:
             session = self._sessions[client_id] = _Session(first_incomplete)
@@ -142,7 +147,7 @@ class Sessions:
         if len(results) >= self.max_results:
             results[seq] = TOO_MANY_RESULTS
             return TOO_MANY_RESULTS
-        return None
+        return results
 
     def record(self, client_id: bytes, seq: int, first_incomplete: int, result: Result) -> None:
         """Remember `result` for (client_id, seq), after forgetting what the

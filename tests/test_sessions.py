@@ -13,17 +13,17 @@ OK = int(ReplyStatus.OK)
 def apply(sessions: Sessions, applied: list[tuple[bytes, int]], client: bytes, seq: int, first_incomplete: int):
     """What the apply actor does for one command entry: admit, else apply and record."""
     result = sessions.admit(client, seq, first_incomplete)
-    if result is None:
+    if isinstance(result, dict):
         applied.append((client, seq))
-        result = (OK, f"{client.decode()}#{seq}")
-        sessions.record(client, seq, first_incomplete, result)
+        result[seq] = (OK, f"{client.decode()}#{seq}")
+        return result[seq]
     return result
 
 
 def test_unknown_client_and_new_seq_are_applied() -> None:
     s = Sessions()
     assert s.lookup(A, 1) is None
-    assert s.admit(A, 1, 1) is None
+    assert s.admit(A, 1, 1) == {}  # apply it: its result goes into that dict
     s.record(A, 1, 1, (OK, "r1"))
     assert s.lookup(A, 1) == (OK, "r1")
     assert s.lookup(A, 2) is None
