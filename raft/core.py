@@ -33,6 +33,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import repeat
 
 from .log import MemoryLog
 from .messages import (
@@ -218,7 +219,7 @@ class RaftCore:
         if not commands:
             return first
         term = self.term
-        self._append_local([Entry(first + i, term, data) for i, data in enumerate(commands)])
+        self._append_local(list(map(Entry, range(first, first + len(commands)), repeat(term), commands)))
         return first
 
     def persisted(self, write_id: int) -> None:

@@ -116,7 +116,7 @@ class MemoryLog:
             batch = self._cold.entries(lo, min(hi, mem_base + 1))
             if hi > mem_base + 1:
                 batch = batch + self._entries[: hi - mem_base - 1]
-        if max_bytes is not None:
+        if max_bytes is not None and sum([len(e.data) for e in batch]) > max_bytes:  # the cut is rare: check first
             size = 0
             for count, entry in enumerate(batch):
                 size += len(entry.data)

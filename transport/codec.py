@@ -167,22 +167,21 @@ def expand_column(value: Any, length: int, what: str = "column") -> list[int]:
 
 
 def entry_columns(entries: Sequence[Entry]) -> tuple[int | list[int], int | list[int], list[bytes]]:
-    """(terms, kinds, datas) for a run of consecutive entries, terms and kinds
-    collapsed to one int when uniform. Three comprehensions beat one that
-    builds a tuple per entry (measured: 20 vs 29 us for 512 entries)."""
-    terms = [e.term for e in entries]
-    kinds = [e.kind for e in entries]
-    datas = [e.data for e in entries]
-    n = len(terms)
+    """(terms, kinds, datas) for a run of consecutive log entries, terms and
+    kinds collapsed to one int when uniform. One comprehension per column
+    beats one that builds a tuple per entry (measured: 20 vs 29 us for 512
+    entries), and beats map(attrgetter) too (the comprehension's attribute
+    load is specialised for slots). The terms column is not even built when
+    the first and last terms agree: terms never decrease along a Raft log."""
+    n = len(entries)
     if n == 0:
-        return 0, 0, datas
-    t0 = terms[0]
+        return 0, 0, []
+    datas = [e.data for e in entries]
+    t0 = entries[0].term
+    terms: int | list[int] = t0 if entries[-1].term == t0 else [e.term for e in entries]
+    kinds = [e.kind for e in entries]
     k0 = kinds[0]
-    return (
-        t0 if terms.count(t0) == n else terms,
-        int(k0) if kinds.count(k0) == n else kinds,
-        datas,
-    )
+    return terms, (int(k0) if kinds.count(k0) == n else kinds), datas
 
 
 def columns_from_wire(first_index: int, terms: Any, kinds: Any, datas: Any) -> EntryColumns:
