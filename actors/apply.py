@@ -38,12 +38,13 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 
 from sandzmq.config import ClusterConfig
-from sandzmq.raft.messages import Entry, EntryKind, entry_rows
+from sandzmq.raft.messages import Entry, EntryColumns, EntryKind, entry_rows
 from sandzmq.state_machine import StateMachine, load_state_machine
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, MessageTooLarge, PeerLink
 
@@ -99,6 +100,17 @@ def result_problem(value: Any) -> str | None:
     if size > MAX_RESULT_BYTES:
         return f"result is {size} bytes packed, above the limit of {MAX_RESULT_BYTES} bytes"
     return None
+
+
+def _normal_entries(entries: Sequence[Entry]) -> tuple[list[int], list[int], list[bytes]]:
+    """(indexes, terms, datas) of the NORMAL entries: the ones with results.
+    A batch of only NORMAL entries (all but one per term) is taken as its
+    columns, without a look at each entry."""
+    if isinstance(entries, EntryColumns) and entries.kinds.count(_NORMAL) == len(entries):
+        first = entries.first_index
+        return list(range(first, first + len(entries))), list(entries.terms), entries.datas
+    rows = [row for row in entry_rows(entries) if row[2] == _NORMAL]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[3] for r in rows]
 
 
 class ApplyActor(SocketActor):
@@ -218,20 +230,15 @@ class ApplyActor(SocketActor):
         no logging. A well-formed command payload is unpacked inline (the
         general decode_payload, with its error messages, is the fallback)."""
         assert self.sm is not None
-        indexes: list[int] = []
-        terms: list[int] = []
+        indexes, terms, datas = _normal_entries(entries)
         statuses: list[int] = []
         values: list[Any] = []
         admit = self.sessions.admit
         sm_apply = self.sm.apply
         sm_query = self.sm.query
         unpack = msgpack.unpackb
-        NORMAL, OK, ERROR, COMMAND = _NORMAL, _OK, _ERROR, _COMMAND
-        for index, term, kind, data in entry_rows(entries):
-            if kind != NORMAL:
-                continue
-            indexes.append(index)
-            terms.append(term)
+        OK, ERROR, COMMAND = _OK, _ERROR, _COMMAND
+        for index, data in zip(indexes, datas):
             try:
                 body = unpack(data)
             except Exception:

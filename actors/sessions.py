@@ -76,7 +76,9 @@ class _Session:
 
         Every stored seq is >= the previous first_incomplete, so only
         [old, new) can hold results: scan that range or the dict, whichever is
-        smaller. Each seq is scanned once over the session's life."""
+        smaller (the dict with max() and clear() in C when everything in it
+        is acknowledged, the usual case). Each seq is scanned once over the
+        session's life."""
         old = self.first_incomplete
         if first_incomplete <= old:
             return
@@ -84,10 +86,12 @@ class _Session:
         results = self.results
         if not results:
             return
-        if first_incomplete - old <= len(results):
+        if first_incomplete - old < len(results):
             pop = results.pop
             for seq in range(old, first_incomplete):
                 pop(seq, None)
+        elif max(results) < first_incomplete:  # the usual case, everything held acknowledged: one C pass
+            results.clear()
         else:
             for seq in [s for s in results if s < first_incomplete]:
                 del results[seq]

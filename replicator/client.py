@@ -430,6 +430,12 @@ class Client:
     def _submit(self, request: _Request) -> Future[Any]:
         # The future is born RUNNING (LightFuture): a request may be on the
         # wire any moment, so it cannot be cancelled.
+        if threading.get_ident() == self._io_ident and not self._closing:
+            # From the I/O thread itself (a done-callback issuing the next
+            # call: the closed loop of `sandzmq bench` and of pipelined
+            # callers): no hand-off needed, it owns the bookkeeping.
+            self._admit(request)
+            return request.future
         with self._lock:
             if self._closed:
                 request.future.set_exception(ClusterUnavailable("the client is closed"))
@@ -536,7 +542,7 @@ class Client:
             self._signalled = False
 
     def _take_new(self) -> None:
-        queue, ready, live = self._queue, self._ready, self._live
+        queue = self._queue
         while queue:
             item = queue.popleft()
             if item is _CLOSE:
@@ -546,15 +552,19 @@ class Client:
             if self._closing:
                 self._finish_closed(request)
                 continue
-            if request.kind == _COMMAND:
-                request.seq = self._next_seq
-                self._next_seq += 1
-            else:
-                request.seq = self._next_key
-                self._next_key -= 1
-            live[request.seq] = request
-            request.state = _READY  # its token is 0: no timer covers it
-            ready.append(request)
+            self._admit(request)
+
+    def _admit(self, request: _Request) -> None:
+        """Number a new request and make it ready to send (I/O thread only)."""
+        if request.kind == _COMMAND:
+            request.seq = self._next_seq
+            self._next_seq += 1
+        else:
+            request.seq = self._next_key
+            self._next_key -= 1
+        self._live[request.seq] = request
+        request.state = _READY  # its token is 0: no timer covers it
+        self._ready.append(request)
 
     # --- timers
 
