@@ -51,9 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import write_json
-from compare_pysyncobj import kill_group, kill_leftovers
-from sweep import write_cluster_config
+from benchlib import kill_group, kill_leftovers, write_cluster_config, write_json
 
 from sandzmq.actors.supervisor import spawn, terminate
 from sandzmq.cli.status import PID_KEYS, collect, wait_for_leader

@@ -3,7 +3,6 @@ stand-in for the raft actor that talks to the actor under test exactly as the
 real one does (its ROUTER at raft.ipc, a DEALER to the actor's endpoint)."""
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,9 @@ from sandzmq.transport import Envelope, Inbox, PeerLink, Poller
 DEADLINE_S = 10.0
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def write_one_node_config(tmp_path: Path, *, name: str, state_machine: str = "kv", fsync: bool = True) -> Path:
+    from cluster import free_ports  # here, not at the top: child processes import this module without tests/ on their path
+
     raft_port, client_port = free_ports(2)
     path = tmp_path / "cluster.toml"
     path.write_text(

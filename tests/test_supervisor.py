@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -345,17 +344,6 @@ def test_run_exits_1_when_nothing_is_left(driver, actors: Actors, tmp_path: Path
 # --- RaftReplicator: start() runs a node's supervisor, stop() ends it -------------------
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_raft_replicator_checks_its_config_and_needs_start(tmp_path: Path) -> None:
     path = write_config(tmp_path, ["n1"])
     with pytest.raises(ConfigError, match="--node"):
@@ -371,6 +359,8 @@ def test_raft_replicator_checks_its_config_and_needs_start(tmp_path: Path) -> No
 
 @pytest.mark.integration
 def test_raft_replicator_runs_a_real_node(tmp_path: Path) -> None:
+    from cluster import free_ports  # here: the stand-in actors import this module without tests/ on their path
+
     ports = free_ports(6)
     text = '[cluster]\nname = "rr"\nstate_machine = "kv"\ndata_dir = "data"\n'
     for i, node_id in enumerate(("n1", "n2", "n3")):
