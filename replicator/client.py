@@ -430,10 +430,12 @@ class Client:
     def _submit(self, request: _Request) -> Future[Any]:
         # The future is born RUNNING (LightFuture): a request may be on the
         # wire any moment, so it cannot be cancelled.
-        if threading.get_ident() == self._io_ident and not self._closing:
+        if threading.get_ident() == self._io_ident and not (self._closing or self._closed):
             # From the I/O thread itself (a done-callback issuing the next
             # call: the closed loop of `sandzmq bench` and of pipelined
-            # callers): no hand-off needed, it owns the bookkeeping.
+            # callers): no hand-off needed, it owns the bookkeeping. Never
+            # once closing: the thread is failing what is live, and a request
+            # added to it now would never be answered.
             self._admit(request)
             return request.future
         with self._lock:

@@ -122,3 +122,19 @@ def test_round_trip_samples_are_smoothed() -> None:
         assert client._srtt == pytest.approx(1.125) and client._rttvar == pytest.approx(0.625)
     finally:
         client.close()
+
+
+def test_a_call_from_a_done_callback_while_the_client_closes_is_answered(nodes, clients) -> None:
+    """The closed loop's pattern (a done-callback issues the next call, on the
+    I/O thread) at close(): the new call must fail at once, not join the
+    requests the closing thread has already failed and wait forever."""
+    node = nodes(silent)
+    client = clients(node.address)
+    follow_ups: list[Any] = []
+    first = client.replicate_async(b"first", timeout=30)
+    first.add_done_callback(lambda _f: follow_ups.append(client.replicate_async(b"next", timeout=30)))
+    wait_until(lambda: node.submitted(), what="the submit")
+    client.close()
+    assert isinstance(first.exception(timeout=5), ReplicationTimeout)
+    assert len(follow_ups) == 1
+    assert isinstance(follow_ups[0].exception(timeout=5), ClusterUnavailable)
