@@ -112,15 +112,15 @@ class PendingProposals:
                 last = position + span - 1
             reply = reply_to(run.identity)
             first_rid = run.first_request_id
-            reply.request_ids.extend(range(first_rid, first_rid + span))
-            if terms[position] == run.term and terms[last] == run.term:  # terms never decrease along the log
+            # Every term checked (in C), not just the ends: a wrong term here is a false success.
+            if terms[position : last + 1].count(run.term) == span:
+                reply.request_ids.extend(range(first_rid, first_rid + span))
                 reply.statuses.extend(statuses[position : last + 1])
                 reply.values.extend(values[position : last + 1])
             else:
                 for k in range(position, last + 1):
                     same = terms[k] == run.term
-                    reply.statuses.append(int(statuses[k]) if same else _LOST)
-                    reply.values.append(values[k] if same else None)
+                    reply.add(first_rid + k - position, statuses[k] if same else _LOST, values[k] if same else None)
             self.count -= span
             position += span
             if span == run.count:
@@ -134,10 +134,7 @@ class PendingProposals:
         """Answer LOST for the run's entries below `upto` (all of them unless keep_tail)."""
         skipped = upto - run.first_index
         if skipped > 0:
-            reply = reply_to(run.identity)
-            reply.request_ids.extend(range(run.first_request_id, run.first_request_id + skipped))
-            reply.statuses.extend([_LOST] * skipped)
-            reply.values.extend([None] * skipped)
+            reply_to(run.identity).add_range(run.first_request_id, skipped, _LOST, None)
             self.count -= skipped
         if keep_tail:
             run.first_index += skipped

@@ -151,6 +151,19 @@ class ClientReply:
         """(request id, status, value) triples: for tests and diagnostics."""
         return list(zip(self.request_ids, self.statuses, self.values))
 
+    def add(self, request_id: int, status: int, value: Any) -> None:
+        """One more answer."""
+        self.request_ids.append(request_id)
+        self.statuses.append(int(status))
+        self.values.append(value)
+
+    def add_range(self, first_request_id: int, count: int, status: int, value: Any) -> None:
+        """The same answer for `count` consecutive request ids (one client
+        message refused, or lost, as a whole)."""
+        self.request_ids.extend(range(first_request_id, first_request_id + count))
+        self.statuses.extend([int(status)] * count)
+        self.values.extend([value] * count)
+
 
 @dataclass(slots=True)
 class StatusRequest:

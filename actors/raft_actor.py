@@ -275,10 +275,7 @@ class RaftActor(SocketActor):
         return reply
 
     def _reply(self, identity: bytes, request_id: int, status: int, value: Any) -> None:
-        reply = self._reply_to(identity)
-        reply.request_ids.append(request_id)
-        reply.statuses.append(int(status))
-        reply.values.append(value)
+        self._reply_to(identity).add(request_id, status, value)
 
     def _refusal(self) -> tuple[int, Any] | None:
         """Why this node cannot take a write now, or None if it can."""
@@ -298,8 +295,7 @@ class RaftActor(SocketActor):
         refusal = self._refusal()
         first = submit.first_request_id
         if refusal is not None:
-            for request_id in range(first, first + len(payloads)):
-                self._reply(identity, request_id, *refusal)
+            self._reply_to(identity).add_range(first, len(payloads), *refusal)
             return
         limit = self.config.raft.max_batch_bytes
         if max(map(len, payloads)) <= limit:
@@ -372,8 +368,7 @@ class RaftActor(SocketActor):
         except NotLeader as refused:
             hint = [refused.leader, self.client_addresses.get(refused.leader or "")]
             for identity, first, run in proposals:
-                for request_id in range(first, first + len(run)):
-                    self._reply(identity, request_id, ReplyStatus.NOT_LEADER, hint)
+                self._reply_to(identity).add_range(first, len(run), ReplyStatus.NOT_LEADER, hint)
             return
         term = self.core.term
         pending = self._pending
@@ -408,8 +403,7 @@ class RaftActor(SocketActor):
             # Proposals of a lost leadership may or may not commit: the client
             # retries with the same sequence number, and sessions apply it once.
             for run in self._pending.take_all():
-                for request_id in range(run.first_request_id, run.first_request_id + run.count):
-                    self._reply(identity=run.identity, request_id=request_id, status=ReplyStatus.LOST, value=None)
+                self._reply_to(run.identity).add_range(run.first_request_id, run.count, ReplyStatus.LOST, None)
 
     # ------------------------------------------------------------------ status
 

@@ -90,3 +90,10 @@ def test_runs_must_be_added_in_log_order() -> None:
     pending.add(5, 2, 1, b"a", 1)
     with pytest.raises(ValueError):
         pending.add(6, 1, 1, b"a", 3)
+
+
+def test_a_term_that_differs_only_in_the_middle_of_a_run_is_still_lost() -> None:
+    pending, replies = PendingProposals(), Replies()
+    pending.add(1, 3, 2, b"a", 1)
+    resolve(pending, [(1, 2, OK, "x"), (2, 3, OK, "other"), (3, 2, OK, "z")], replies)
+    assert replies.of(b"a") == [(1, OK, "x"), (2, LOST, None), (3, OK, "z")]
