@@ -249,41 +249,33 @@ class ApplyActor(SocketActor):
                 and body[2] >= 0 and body[3] >= 0
             ):
                 _, client_id, seq, first_incomplete, command = body
-                result = admit(client_id, seq, first_incomplete)
-                if type(result) is dict:  # not seen before: apply, and keep the result for retries
-                    slot = result
+            else:  # not the usual command: the general decoder, with its error messages
+                try:
+                    payload = decode_payload(data)
+                except Exception as exc:
+                    statuses.append(ERROR)
+                    values.append(one_line(f"undecodable entry payload: {exc}"))
+                    continue
+                if type(payload) is not CommandPayload:  # a read through the log
                     try:
-                        result = (OK, sm_apply(command))
+                        values.append(sm_query(payload.query))
+                        statuses.append(OK)
                     except Exception as exc:
-                        result = (ERROR, self._sm_failed(index, "apply", exc))
-                    slot[seq] = result
-                statuses.append(result[0])
-                values.append(result[1])
-                continue
-            try:
-                payload = decode_payload(data)
-            except Exception as exc:
-                statuses.append(ERROR)
-                values.append(one_line(f"undecodable entry payload: {exc}"))
-                continue
-            if type(payload) is CommandPayload:  # well-formed, but not the way the fast path expects
-                result = admit(payload.client_id, payload.seq, payload.first_incomplete)
-                if type(result) is dict:
-                    slot = result
-                    try:
-                        result = (OK, sm_apply(payload.command))
-                    except Exception as exc:
-                        result = (ERROR, self._sm_failed(index, "apply", exc))
-                    slot[payload.seq] = result
-                statuses.append(result[0])
-                values.append(result[1])
-                continue
-            try:
-                values.append(sm_query(payload.query))
-                statuses.append(OK)
-            except Exception as exc:
-                statuses.append(ERROR)
-                values.append(self._sm_failed(index, "query", exc))
+                        statuses.append(ERROR)
+                        values.append(self._sm_failed(index, "query", exc))
+                    continue
+                client_id, seq, first_incomplete, command = (
+                    payload.client_id, payload.seq, payload.first_incomplete, payload.command)
+            result = admit(client_id, seq, first_incomplete)
+            if type(result) is dict:  # not seen before: apply, and keep the result for retries
+                slot = result
+                try:
+                    result = (OK, sm_apply(command))
+                except Exception as exc:
+                    result = (ERROR, self._sm_failed(index, "apply", exc))
+                slot[seq] = result
+            statuses.append(result[0])
+            values.append(result[1])
         return ApplyResults(indexes, terms, statuses, values, self.applied_index)
 
     def _vet(self, results: ApplyResults, entries: list[Entry]) -> None:
