@@ -177,46 +177,26 @@ def entry_columns(entries: Sequence[Entry]) -> tuple[int | list[int], int | list
     n = len(entries)
     if n == 0:
         return 0, 0, []
-    datas = [e.data for e in entries]
-    terms = [e.term for e in entries]
-    kinds = [e.kind for e in entries]
-    t0, k0 = terms[0], kinds[0]
-    return (t0 if terms.count(t0) == n else terms), (int(k0) if kinds.count(k0) == n else kinds), datas
+    kinds = uniform_or_column([e.kind for e in entries])
+    return uniform_or_column([e.term for e in entries]), int(kinds) if type(kinds) is not list else kinds, [e.data for e in entries]
 
 
 def columns_from_wire(first_index: int, terms: Any, kinds: Any, datas: Any) -> EntryColumns:
     """Entries first_index, first_index + 1, ... from columns, validated, kept
     as columns (see EntryColumns). Validation is per column in C
     (set(map(type, col)), min(col)), not per entry in Python."""
-    if type(datas) is not list:
-        raise DecodeError("entries: datas is not a list")
+    datas = bytes_column(datas, "entries: datas")
     n = len(datas)
     if n == 0:
         if not (type(terms) is int or terms == []) or not (type(kinds) is int or kinds == []):
             raise DecodeError("entries: no datas, so terms and kinds must be ints or empty lists")
         return EntryColumns(first_index if type(first_index) is int else 0, [], [], [])
-    if set(map(type, datas)) != _BYTES_ONLY:
-        raise DecodeError("entries: every data must be bytes")
     if type(first_index) is not int or first_index < 1:
         raise DecodeError(f"entries: first index must be >= 1, got {first_index!r:.40}")
-    if type(terms) is int:
-        if terms < 0:
-            raise DecodeError("entries: negative term")
-        terms = [terms] * n
-    elif type(terms) is list and len(terms) == n:
-        if set(map(type, terms)) != _INT_ONLY or min(terms) < 0:
-            raise DecodeError("entries: terms must be non-negative ints")
-    else:
-        raise DecodeError("entries: terms is neither an int nor a list as long as datas")
-    if type(kinds) is int:
-        if kinds not in _KIND_BY_VALUE:
-            raise DecodeError(f"entries: unknown entry kind {kinds}")
-        kinds = [kinds] * n
-    elif type(kinds) is list and len(kinds) == n:
-        if set(map(type, kinds)) != _INT_ONLY or not set(kinds) <= _KIND_VALUES:
-            raise DecodeError("entries: kinds must be known entry kinds")
-    else:
-        raise DecodeError("entries: kinds is neither an int nor a list as long as datas")
+    terms = expand_column(terms, n, "entries: terms")
+    kinds = expand_column(kinds, n, "entries: kinds")
+    if not set(kinds) <= _KIND_VALUES:
+        raise DecodeError("entries: kinds must be known entry kinds")
     return EntryColumns(first_index, terms, kinds, datas)
 
 
@@ -226,7 +206,7 @@ def entries_from_columns(first_index: int, terms: Any, kinds: Any, datas: Any) -
     columns = columns_from_wire(first_index, terms, kinds, datas)
     if not columns.datas:
         return []
-    kind_col: Any = repeat(_KIND_BY_VALUE[kinds]) if type(kinds) is int else [_KIND_BY_VALUE[k] for k in kinds]
+    kind_col: Any = repeat(_KIND_BY_VALUE[kinds]) if type(kinds) is int else [_KIND_BY_VALUE[k] for k in columns.kinds]
     return list(map(Entry, range(columns.first_index, columns.first_index + len(columns.datas)), columns.terms, columns.datas, kind_col))
 
 
