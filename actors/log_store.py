@@ -182,8 +182,12 @@ class LogStoreActor(SocketActor):
             self.resent += 1
         self._last_received = write.write_id
         hs = write.hard_state
-        if write.entries or (hs is not None and (hs.term, hs.vote) != (wal.hard_state.term, wal.hard_state.vote)):
+        if write.entries:
             self._must_sync = True
+        elif hs is not None:
+            recorded = wal.hard_state  # a copy: read it once
+            if (hs.term, hs.vote) != (recorded.term, recorded.vote):
+                self._must_sync = True
         try:
             try:
                 wal.append(write.entries, write.hard_state)

@@ -110,3 +110,16 @@ def write_cluster_config(workdir: Path, nodes: int, *, fsync: bool = True, raft:
     path = workdir / "cluster.toml"
     path.write_text(cluster_config_text(name, free_ports(2 * nodes), fsync=fsync, raft=raft))
     return path
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt, so a script's cleanup (stopping every
+    cluster it started) runs as on Ctrl-C; so does SIGINT when a shell
+    started the script in the background with SIGINT ignored."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, interrupt)

@@ -49,7 +49,6 @@ import platform
 import queue
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from benchlib import filesystem_of, free_ports, kill_group, kill_leftovers, write_cluster_config
+from benchlib import filesystem_of, free_ports, interrupt_on_sigterm, kill_group, kill_leftovers, write_cluster_config
 
 from sandzmq.cli.bench import percentile
 
@@ -458,12 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in header_lines:
         log(line)
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # clean up as on Ctrl-C
-
-    signal.signal(signal.SIGTERM, on_term)
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
-        signal.signal(signal.SIGINT, on_term)
+    interrupt_on_sigterm()
     runs: list[dict[str, Any]] = []
     try:
         for nodes, size in configs:

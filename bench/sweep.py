@@ -46,7 +46,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import cluster_config_text, filesystem_of, free_ports, kill_leftovers, median_cell, write_cluster_config, write_json
+from benchlib import (
+    cluster_config_text,
+    filesystem_of,
+    free_ports,
+    interrupt_on_sigterm,
+    kill_leftovers,
+    median_cell,
+    write_cluster_config,
+    write_json,
+)
 
 from sandzmq.cli.bench import max_rss
 
@@ -340,12 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(cluster_config_text("sweep", free_ports(2 * cells[0].nodes), raft=cell_raft_options(cells[0])))
         return 0
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # clean up as on Ctrl-C
-
-    signal.signal(signal.SIGTERM, on_term)
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
-        signal.signal(signal.SIGINT, on_term)
+    interrupt_on_sigterm()
     runs: list[dict[str, Any]] = []
     began = time.monotonic()
     try:

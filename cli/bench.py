@@ -143,7 +143,7 @@ class _Driver:
         now = time.perf_counter()
         error = future.exception()
         if error is None:
-            self.recorder.samples.extend((now, now - started))
+            self.recorder.ok(now, now - started)
         else:
             self.recorder.error(now, type(error).__name__)
         with self._lock:

@@ -72,7 +72,7 @@ from sandzmq.actors.protocol import (
     ReplyStatus,
     HELLO_REPLY_TAG,
     ClusterHello,
-    PayloadKind,
+    encode_command,
     ClusterHelloReply,
     StatusReply,
     StatusRequest,
@@ -113,8 +113,6 @@ _NEW, _READY, _WAITING, _SENT, _DONE = range(5)
 #: Futures resolve this much before the deadline (at most), so that a caller's
 #: own `future.result(timeout)` with the same timeout sees the answer.
 _EARLY_S = 0.01
-#: The first field of a command entry (protocol.encode_command), as a plain int.
-_COMMAND_KIND = int(PayloadKind.COMMAND)
 
 
 class _Request:
@@ -694,10 +692,10 @@ class Client:
 
     def _send_commands(self, address: str, commands: list[_Request], now: float) -> None:
         """Commands as few ClientSubmits as the size limits allow. Each
-        payload is protocol.encode_command's bytes, packed by a reused Packer."""
-        pack, client_id, kind = self._pack, self.client_id, _COMMAND_KIND
+        payload is encode_command with the I/O thread's reused Packer."""
+        pack, client_id, encode = self._pack, self.client_id, encode_command
         first_incomplete = self._first_incomplete()
-        payloads = [pack([kind, client_id, r.seq, first_incomplete, r.body]) for r in commands]
+        payloads = [encode(client_id, r.seq, first_incomplete, r.body, pack) for r in commands]
         if len(payloads) <= MAX_SUBMIT_REQUESTS and sum(map(len, payloads)) <= MAX_SUBMIT_BYTES:
             self._send(address, commands, now, lambda rid: ClientSubmit(rid, payloads))
             return

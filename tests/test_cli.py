@@ -253,14 +253,19 @@ def growing_stats_answer(report: dict[str, Any]) -> Callable[[FakeNode, Any], li
     return answer
 
 
-def test_bench_reports_entries_per_append_and_per_fsync(config, fakes, tmp_path: Path) -> None:
-    leader = fakes(growing_stats_answer(FULL_STATUS), "n1")
+def bench_against(answer: Any, config, fakes, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A short `sandzmq bench` against one fake leader: the run and its --json report."""
+    leader = fakes(answer, "n1")
     path = config([("n1", leader.address)])
     out = tmp_path / "bench.json"
     result = run("bench", "--config", str(path), "--clients", "1", "--inflight", "4", "--duration", "0.5",
                  "--warmup", "0.2", "--json", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_bench_reports_entries_per_append_and_per_fsync(config, fakes, tmp_path: Path) -> None:
+    result, report = bench_against(growing_stats_answer(FULL_STATUS), config, fakes, tmp_path)
     assert (report["entries_per_append"], report["entries_per_fsync"]) == (64.0, 160.0)
     assert report["leader"] == "n1"
     assert report["max_rss_mib"] == {}  # the fake's pids 101-103 are no sandzmq actors
@@ -269,12 +274,6 @@ def test_bench_reports_entries_per_append_and_per_fsync(config, fakes, tmp_path:
 
 
 def test_bench_without_leader_stats_reports_null(config, fakes, tmp_path: Path) -> None:
-    leader = fakes(status_answer(FULL_STATUS), "n1")
-    path = config([("n1", leader.address)])
-    out = tmp_path / "bench.json"
-    result = run("bench", "--config", str(path), "--clients", "1", "--inflight", "4", "--duration", "0.5",
-                 "--warmup", "0.2", "--json", str(out))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
+    result, report = bench_against(status_answer(FULL_STATUS), config, fakes, tmp_path)
     assert report["entries_per_append"] is None and report["entries_per_fsync"] is None
     assert "batching: -" in result.stdout
