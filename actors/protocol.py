@@ -29,6 +29,7 @@ import msgpack
 from sandzmq.raft.messages import Entry, HardState
 from sandzmq.transport import register
 from sandzmq.transport.codec import (
+    MAX_UINT,
     DecodeError,
     bytes_column,
     decode_entries,
@@ -184,7 +185,11 @@ class StatusReply:
 
 def _dec_submit(body: Any) -> ClientSubmit:
     b = expect_list(body, 2, "ClientSubmit")
-    return ClientSubmit(expect_uint(b[0], "first_request_id"), bytes_column(b[1], "ClientSubmit payloads"))
+    first = expect_uint(b[0], "first_request_id")
+    payloads = bytes_column(b[1], "ClientSubmit payloads")
+    if first + len(payloads) > MAX_UINT:  # every request id must encode in the reply
+        raise DecodeError("ClientSubmit: request ids run past 2**62")
+    return ClientSubmit(first, payloads)
 
 
 def _dec_query(body: Any) -> ClientQuery:

@@ -262,6 +262,8 @@ class RaftActor(SocketActor):
 
     def _on_results(self, results: ApplyResults) -> None:
         self.applied_index = results.applied_index
+        if self.core is not None:
+            self.core.confirm_applied(results.applied_index)
         if results.indexes:
             self._pending.resolve(results.indexes, results.terms, results.statuses, results.values, self._reply_to)
 

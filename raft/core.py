@@ -26,6 +26,23 @@ Where this differs from etcd-io/raft, on purpose:
 - A leader whose own log write is not durable within `persist_timeout_ticks`
   steps down (HashiCorp raft issue 503, etcd issue 15247: a leader with a
   stuck disk must not keep the cluster hostage while it heartbeats).
+
+Believability. Every port faces a hostile network (SPEC 3), and a message
+that decodes can still lie. step() refuses, and counts in `refused` by
+reason, a message whose term is out of range or jumps implausibly far ahead,
+whose entries' terms cannot follow its prev_term or exceed its own term, or
+that acknowledges entries this leader never sent that follower. What is
+left is what no check can tell from the truth without authentication (a
+forged vote, or a forged leader of the current term): CURVE closes that.
+Refusals happen before any state changes, so no message can make ready()
+raise or leave on disk a term from which the cluster cannot elect.
+
+Sizes. One PersistWrite carries at most max_write_bytes of entries (the
+rest follow in the next writes) and one Ready at most max_apply_bytes of
+committed entries, so every message an actor builds from a Ready fits a
+frame. Committed entries handed out but not yet confirmed applied
+(confirm_applied) are bounded too, so a state machine that falls behind, or
+restarts and replays the log, is fed in a window rather than all at once.
 """
 from __future__ import annotations
 
@@ -37,6 +54,8 @@ from itertools import repeat
 
 from .log import MemoryLog
 from .messages import (
+    MAX_INDEX,
+    MAX_TERM,
     AppendEntries,
     AppendEntriesResponse,
     Entry,
@@ -82,6 +101,11 @@ class CoreConfig:
     max_inflight: int = 4  # AppendEntries in flight per follower
     max_inflight_bytes: int = 8 << 20
     max_apply_entries: int = 4096  # committed entries handed out per Ready
+    max_apply_bytes: int = 16 << 20  # data bytes of committed entries per Ready
+    max_apply_lag: int = 1 << 16  # entries handed out and not yet confirmed applied
+    max_apply_lag_bytes: int = 64 << 20  # ... and their data bytes
+    max_write_bytes: int = 16 << 20  # data bytes of entries per PersistWrite
+    max_term_jump: int = 1 << 32  # a message more terms ahead than this is refused
     pre_vote: bool = True
     check_quorum: bool = True
     persist_timeout_ticks: int | None = None  # None: the election timeout's maximum
@@ -92,6 +116,9 @@ class CoreConfig:
             raise ValueError("need 0 < heartbeat_ticks < election_ticks[0] <= election_ticks[1]")
         if self.max_inflight < 1 or self.max_batch_entries < 1:
             raise ValueError("max_inflight and max_batch_entries must be at least 1")
+        if min(self.max_apply_entries, self.max_apply_bytes, self.max_apply_lag, self.max_apply_lag_bytes,
+               self.max_write_bytes, self.max_term_jump) < 1:
+            raise ValueError("the apply, write and term-jump limits must be at least 1")
 
 
 @dataclass(slots=True)
@@ -100,11 +127,19 @@ class PersistWrite:
 
     If entries[0].index is at or below the log's last index, the log from that
     index on is replaced. `hard_state` is None when it did not change.
+    `must_sync`: the write carries entries, or a new term or vote, which
+    messages wait for; a write that only moves the commit index need not be
+    fsync'd (commit can be learned again; etcd's MustSync). After the write,
+    the log ends at (last_index, last_term): the log-store reports that with
+    its acknowledgement, and the caller checks it.
     """
 
     write_id: int
     entries: list[Entry]
     hard_state: HardState | None
+    must_sync: bool = True
+    last_index: int = 0
+    last_term: int = 0
 
 
 @dataclass(slots=True)
@@ -114,11 +149,10 @@ class Ready:
     - send `messages` now;
     - hand `write` (if any) to the log-store, and call persisted(write_id) once
       it is durable;
-    - apply `committed` in order (they are committed and locally durable);
+    - apply `committed` in order (they are committed and locally durable),
+      and call confirm_applied() as the state machine gets through them;
     - `role_changed` is set when role, term or leader changed, for the actor's
       bookkeeping (failing proposals, redirecting clients).
-    Reserved for later issues: snapshots to take or install, reads that became
-    safe (ReadIndex).
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -193,6 +227,15 @@ class RaftCore:
         self._votes: dict[str, bool] = {}
         self.progress: dict[str, Progress] = {}
 
+        # Committed entries handed out but not yet confirmed applied: (last index, data bytes) per Ready.
+        self._apply_confirmed = applied
+        self._apply_batches: deque[tuple[int, int]] = deque()
+        self._apply_lag_bytes = 0
+        #: False while this node must not lead (no campaign; a leader steps down): see set_eligible().
+        self.eligible = True
+        #: Messages step() refused as unbelievable, by reason (see the module docstring).
+        self.refused: dict[str, int] = {}
+
     # ------------------------------------------------------------------ inputs
 
     def tick(self) -> None:
@@ -204,7 +247,8 @@ class RaftCore:
             self.election_elapsed += 1
             if self.election_elapsed >= self._election_timeout:
                 self.election_elapsed = 0
-                self._start_election()
+                if self.eligible and self.term < MAX_TERM:
+                    self._start_election()
 
     def propose(self, commands: list[bytes]) -> int:
         """Append `commands` to the log as one batch; returns the first one's index.
@@ -247,12 +291,38 @@ class RaftCore:
 
         For an apply actor that restarted (it is behind what was handed out) or
         that outlived a restart of the node's Raft actor (it is ahead; entries
-        up to `index` are committed, since they were applied).
+        up to `index` are committed, since they were applied). Whatever was
+        handed out after `index` is forgotten: it is handed out again.
         """
-        self.applied = index
+        self.applied = self._apply_confirmed = index
+        self._apply_batches.clear()
+        self._apply_lag_bytes = 0
+
+    def confirm_applied(self, index: int) -> None:
+        """The state machine got through every entry up to `index`: hand out more."""
+        if index <= self._apply_confirmed:
+            return
+        self._apply_confirmed = min(index, self.applied)
+        batches = self._apply_batches
+        while batches and batches[0][0] <= self._apply_confirmed:
+            self._apply_lag_bytes -= batches.popleft()[1]
+
+    def set_eligible(self, eligible: bool) -> None:
+        """Whether this node may lead. An ineligible node still votes and
+        follows, but never campaigns, and a leader steps down at once: for a
+        node whose state machine is gone (it could commit but never answer a
+        client) or that is still finding out whether it may vote at all."""
+        self.eligible = eligible
+        if not eligible and self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, None)
 
     def step(self, m: Message) -> None:
-        """Process one message from a peer (or a released message to self)."""
+        """Process one message from a peer (or a released message to self).
+        An unbelievable message is counted in `refused` and changes nothing."""
+        problem = self._unbelievable(m)
+        if problem is not None:
+            self.refused[problem] = self.refused.get(problem, 0) + 1
+            return
         if m.term > self.term:
             if isinstance(m, RequestVote) and self._in_lease():
                 return  # a live leader exists: do not let a disruptive node depose it
@@ -283,18 +353,13 @@ class RaftCore:
             self._step_candidate(m)
 
     def ready(self) -> Ready:
-        """Collect everything to do since the last call. Call it after each batch of inputs."""
+        """Collect everything to do since the last call. Call it after each
+        batch of inputs, and again while has_ready() says so (a large write or
+        backlog of committed entries is handed out over several Readies)."""
         if self.role is Role.LEADER:
             self._replicate()
         write = self._take_write()
-        committed: list[Entry] = []
-        last_applicable = min(self.commit, self.durable_index)
-        if last_applicable > self.applied:
-            committed = self.log.entries(
-                self.applied + 1, last_applicable + 1, max_entries=self.config.max_apply_entries
-            )
-            if committed:
-                self.applied = committed[-1].index
+        committed = self._take_committed()
         messages, self._outbox = self._outbox, []
         role_changed, self._role_changed = self._role_changed, False
         return Ready(messages, write, committed, role_changed)
@@ -306,9 +371,36 @@ class RaftCore:
             or self._role_changed
             or self._unpersisted_from is not None
             or self._hard_state_changed()
-            or min(self.commit, self.durable_index) > self.applied
+            or (min(self.commit, self.durable_index) > self.applied and self._apply_room() > 0)
             or (self.role is Role.LEADER and self._has_replication_work())
         )
+
+    def _apply_room(self) -> int:
+        """How many more committed entries may be handed out before the state
+        machine confirms some (0 while its window is full)."""
+        cfg = self.config
+        if self._apply_lag_bytes >= cfg.max_apply_lag_bytes:
+            return 0
+        return max(0, cfg.max_apply_lag - (self.applied - self._apply_confirmed))
+
+    def _take_committed(self) -> list[Entry]:
+        last_applicable = min(self.commit, self.durable_index)
+        if last_applicable <= self.applied:
+            return []
+        room = self._apply_room()
+        if room <= 0:
+            return []
+        cfg = self.config
+        committed = self.log.entries(
+            self.applied + 1, last_applicable + 1,
+            max_entries=min(cfg.max_apply_entries, room), max_bytes=cfg.max_apply_bytes,
+        )
+        if committed:
+            self.applied = committed[-1].index
+            size = sum([len(e.data) for e in committed])
+            self._apply_batches.append((self.applied, size))
+            self._apply_lag_bytes += size
+        return committed
 
     def _has_replication_work(self) -> bool:
         """Would _replicate() send anything: entries a follower lacks and its
@@ -354,7 +446,48 @@ class RaftCore:
             "last_index": self.log.last_index,
             "durable_index": self.durable_index,
             "followers": followers,
+            "refused": dict(self.refused),
         }
+
+    # ------------------------------------------------------------------ believability
+
+    def _unbelievable(self, m: Message) -> str | None:
+        """Why `m` cannot be true, or None. Cheap checks, O(1) per message: the
+        codec has already checked what needs a pass over a column (terms of a
+        batch never decrease) and the ranges of every integer."""
+        term = m.term
+        if term > MAX_TERM:
+            return "term out of range"
+        if term > self.term + self.config.max_term_jump:
+            # Terms grow by one per election: a jump this large is a forgery, and
+            # adopting it would bring every node that much closer to MAX_TERM.
+            return "term jumps too far ahead"
+        kind = type(m)
+        if kind is AppendEntries:
+            if m.prev_term > term or m.commit > MAX_INDEX or m.prev_index > MAX_INDEX - len(m.entries):
+                return "append out of range"
+            entries = m.entries
+            if entries and (
+                entries[0].index != m.prev_index + 1
+                or entries[-1].index != m.prev_index + len(entries)
+                or entries[0].term < m.prev_term
+                or entries[-1].term > term
+            ):
+                return "entries do not follow prev_index/prev_term or exceed the term"
+        elif kind is RequestVote:
+            if m.last_term > term or m.last_index > MAX_INDEX:
+                return "candidate's last term above its term"
+        elif kind is AppendEntriesResponse:
+            if m.index > MAX_INDEX or m.hint_term > term or (not m.success and m.hint_index > m.index):
+                return "append response out of range"
+            if self.role is Role.LEADER and term == self.term:
+                pr = self.progress.get(m.src)
+                if pr is not None and m.index > pr.sent:
+                    return "acknowledges entries never sent"
+        elif kind is Heartbeat:
+            if m.commit > MAX_INDEX:
+                return "heartbeat out of range"
+        return None
 
     # ------------------------------------------------------------------ elections
 
@@ -381,7 +514,7 @@ class RaftCore:
         else:
             self._become_candidate()
 
-    def _become_pre_candidate(self) -> None:
+    def _become_pre_candidate(self) -> None:  # (never at MAX_TERM: tick() checks)
         """Ask whether we could win before disturbing anyone's term (dissertation 9.6)."""
         self._set_role(Role.PRE_CANDIDATE, None)
         self._votes = {self.id: True}
@@ -490,12 +623,15 @@ class RaftCore:
         if m.prev_index < self.commit:
             # Everything up to our commit index is settled: acknowledge what we
             # hold (as etcd-io/raft does). A leader of this term cannot disagree
-            # with a committed entry (leader completeness); if one does, say so.
+            # with a committed entry (leader completeness): one that does is a
+            # forgery (or a bug), refused like any other unbelievable message.
             for entry in m.entries:
                 if entry.index > self.commit:
                     break
                 if self.log.term(entry.index) != entry.term:
-                    raise SafetyViolation(f"{self.id}: {m.src} contradicts committed entry {entry.index}")
+                    reason = "contradicts a committed entry"
+                    self.refused[reason] = self.refused.get(reason, 0) + 1
+                    return
             self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=self.commit))
             return
         if not self.log.match_term(m.prev_index, m.prev_term):
@@ -618,6 +754,9 @@ class RaftCore:
         entries = self.log.entries(pr.next, self.log.last_index + 1, cfg.max_batch_entries, cfg.max_batch_bytes)
         if not entries and not allow_empty:
             return False
+        last_offered = prev_index + len(entries)
+        if last_offered > pr.sent:
+            pr.sent = last_offered
         if entries:
             if pr.state is ProgressState.REPLICATE:
                 pr.next = entries[-1].index + 1
@@ -657,20 +796,46 @@ class RaftCore:
         return w.term != self.term or w.vote != self.vote or w.commit != self.commit
 
     def _take_write(self) -> PersistWrite | None:
+        """The next write: every unpersisted entry up to max_write_bytes of
+        data, and the hard state if it changed. When entries remain (a large
+        backlog), they go in the next write, the hard state with the last one
+        (a commit index must never be on disk ahead of its entries), and the
+        messages held for "the next write" wait for that last one instead."""
         if self._unpersisted_from is None and not self._hard_state_changed():
             return None
         write_id = self._next_write_id
         self._next_write_id += 1
         entries: list[Entry] = []
+        must_sync = False
+        last_index = self.log.last_index
         if self._unpersisted_from is not None:
-            entries = self.log.entries(self._unpersisted_from, self.log.last_index + 1)
+            entries = self.log.entries(self._unpersisted_from, last_index + 1, max_bytes=self.config.max_write_bytes)
+            must_sync = True
+            if entries[-1].index < last_index:
+                self._unpersisted_from = entries[-1].index + 1
+                self._pending_writes.append(_PendingWrite(write_id, entries[-1].index, self._ticks))
+                self._defer_held(write_id)
+                return PersistWrite(write_id, entries, None, True, entries[-1].index, entries[-1].term)
             self._unpersisted_from = None
         hard_state = None
         if self._hard_state_changed():
+            w = self._written
+            must_sync = must_sync or w.term != self.term or w.vote != self.vote
             hard_state = HardState(self.term, self.vote, self.commit)
             self._written = HardState(self.term, self.vote, self.commit)
-        self._pending_writes.append(_PendingWrite(write_id, self.log.last_index, self._ticks))
-        return PersistWrite(write_id, entries, hard_state)
+        self._pending_writes.append(_PendingWrite(write_id, last_index, self._ticks))
+        return PersistWrite(write_id, entries, hard_state, must_sync, last_index, self.log.last_term)
+
+    def _defer_held(self, write_id: int) -> None:
+        """Messages held until "the next write" (`write_id`) now wait for the
+        one after it: `write_id` turned out to carry only part of what they
+        depend on. Held messages are in write-id order, so they are at the end."""
+        held = self._held
+        for position in range(len(held) - 1, -1, -1):
+            needed, message = held[position]
+            if needed != write_id:
+                break
+            held[position] = (write_id + 1, message)
 
     def _send(self, m: Message) -> None:
         """Send `m` once everything it depends on is durable.

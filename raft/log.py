@@ -139,13 +139,24 @@ class MemoryLog:
         every entry of a term the follower does not share (etcd-io/raft's
         findConflictByTerm); the leader uses it the other way round too.
         """
-        index = min(index, self.last_index)
-        while index > self.base_index:
-            entry_term = self.term(index)
-            if entry_term is not None and entry_term <= term:
-                return index, entry_term
-            index -= 1
-        return self.base_index, self.base_term
+        # Terms never decrease along a log, so the answer is found by bisection:
+        # a linear walk let one message with a small term cost a scan of the log.
+        lo, hi = self.base_index, min(index, self.last_index)
+        if hi <= lo:
+            return self.base_index, self.base_term
+        hi_term = self.term(hi)
+        if hi_term is not None and hi_term <= term:
+            return hi, hi_term
+        # Invariant: term(lo) <= term (or lo is the base), term(hi) > term.
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            mid_term = self.term(mid)
+            if mid_term is not None and mid_term <= term:
+                lo = mid
+            else:
+                hi = mid
+        lo_term = self.term(lo)
+        return lo, self.base_term if lo_term is None else lo_term
 
     def append(self, entries: list[Entry]) -> None:
         """Append entries, first dropping whatever the log holds from entries[0].index on."""

@@ -20,6 +20,14 @@ from enum import IntEnum
 from typing import Any, overload
 
 
+#: The largest term and index a message may carry (SPEC 3: a value out of range
+#: is refused, not adopted). Far below msgpack's 2**64 - 1, so that `term + 1`
+#: and `index + count` always encode, and far above anything real: a cluster
+#: that elects a leader every millisecond reaches 2**62 after 146 million years.
+MAX_TERM = (1 << 62) - 1
+MAX_INDEX = (1 << 62) - 1
+
+
 class EntryKind(IntEnum):
     """What a log entry carries. Only NORMAL entries reach StateMachine.apply()."""
 

@@ -59,7 +59,7 @@ class Inflights:
 class Progress:
     """One follower's replication state, as its leader sees it."""
 
-    __slots__ = ("match", "next", "state", "probe_sent", "inflights", "recent_active", "commit_sent")
+    __slots__ = ("match", "next", "state", "probe_sent", "inflights", "recent_active", "commit_sent", "sent")
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int) -> None:
         self.match = 0
@@ -69,6 +69,9 @@ class Progress:
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         self.recent_active = False
         self.commit_sent = 0  # the highest commit index this follower was told
+        # The highest index offered to this follower in this term: it cannot
+        # truthfully acknowledge more (RaftCore refuses such an answer).
+        self.sent = 0
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE

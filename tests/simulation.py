@@ -183,6 +183,11 @@ class Simulation:
             heartbeat_ticks=2,
             max_batch_entries=self.rng.choice([1, 4, 64]),
             max_inflight=self.rng.choice([1, 2, 4]),
+            # Small byte limits in some runs: writes and applies then come in
+            # several parts, and the apply window fills.
+            max_write_bytes=self.rng.choice([1, 40, 1 << 20]),
+            max_apply_bytes=self.rng.choice([1, 40, 1 << 20]),
+            max_apply_lag=self.rng.choice([1, 3, 1 << 16]),
             pre_vote=self.rng.random() < 0.8 if pre_vote is None else pre_vote,
             check_quorum=self.rng.random() < 0.8 if check_quorum is None else check_quorum,
         )
@@ -290,6 +295,13 @@ class Simulation:
                 self._schedule(node.disk_free_at, "disk", node.id, node.incarnation, ready.write)
             for entry in ready.committed:
                 self._check_applied(node, entry)
+            if ready.committed:
+                # The state machine confirms at once, or a little later (a slow apply actor).
+                last = ready.committed[-1].index
+                if self.rng.random() < 0.7:
+                    core.confirm_applied(last)
+                else:
+                    self._schedule(self.now + self.rng.uniform(0.1, 3.0), "applied", node.id, node.incarnation, last)
             self._check_leader(node)
             if node.core is not core:
                 return  # the nemesis took the new leader down
@@ -316,12 +328,26 @@ class Simulation:
             node.core.tick()
             self._process_ready(node)
             self._schedule(self.now + 1.0, "tick", node_id, incarnation)
+        elif kind == "applied":
+            node_id, incarnation, index = payload
+            node = self.nodes[node_id]
+            if node.core is None or incarnation != node.incarnation:
+                return
+            node.core.confirm_applied(index)
+            self._process_ready(node)
         elif kind == "disk":
             node_id, incarnation, write = payload
             node = self.nodes[node_id]
             if node.core is None or incarnation != node.incarnation:
                 return  # the crash lost it
-            node.disk.write(write.entries, write.hard_state)
+            disk = node.disk
+            disk.write(write.entries, write.hard_state)
+            last_term = disk.entries[-1].term if disk.entries else 0
+            if (len(disk.entries), last_term) != (write.last_index, write.last_term):
+                self._fail(f"{node.id}: write {write.write_id} left the log at ({len(disk.entries)}, {last_term}), "
+                           f"the core expected ({write.last_index}, {write.last_term})")
+            if disk.hard_state.commit > len(disk.entries):
+                self._fail(f"{node.id}: commit {disk.hard_state.commit} on disk beyond its log ({len(disk.entries)})")
             node.core.persisted(write.write_id)
             self._process_ready(node)
         elif kind == "restart":

@@ -36,7 +36,7 @@ from sandzmq.transport.codec import (
 )
 
 U64 = 2**64 - 1
-uints = st.integers(min_value=0, max_value=U64)
+uints = st.integers(min_value=0, max_value=codec.MAX_UINT)
 small_uints = st.integers(min_value=0, max_value=2**40)
 node_ids = st.text(min_size=1, max_size=12)
 kinds = st.sampled_from(list(EntryKind))
@@ -55,17 +55,17 @@ def entry_runs(draw: st.DrawFn, prev_index: int) -> list[Entry]:
     term0 = draw(uints)
     kind0 = draw(kinds)
     out = []
+    terms = [term0] * n if uniform else sorted(draw(uints) for _ in range(n))  # terms never decrease
     for i in range(n):
-        term = term0 if uniform else draw(uints)
         kind = kind0 if uniform else draw(kinds)
-        out.append(Entry(prev_index + 1 + i, term, draw(st.binary(max_size=64)), kind))
+        out.append(Entry(prev_index + 1 + i, terms[i], draw(st.binary(max_size=64)), kind))
     return out
 
 
 @st.composite
 def append_entries(draw: st.DrawFn) -> AppendEntries:
     src, dst, term = draw(header())
-    prev_index = draw(st.integers(min_value=0, max_value=2**62))
+    prev_index = draw(st.integers(min_value=0, max_value=codec.MAX_UINT - 20))
     return AppendEntries(
         src, dst, term, prev_index, draw(uints), draw(entry_runs(prev_index)), draw(uints)
     )
@@ -356,3 +356,51 @@ def test_entry_columns_read_like_a_list_of_entries() -> None:
 def test_bad_entry_columns_raise_decode_error(body: list[object]) -> None:
     with pytest.raises(DecodeError):
         codec.decode_entries(body)
+
+
+# -- ranges (issue 8: what decodes must also be believable) ----------------------
+
+
+@pytest.mark.parametrize("value", [2**62, 2**63, 2**64 - 1])
+def test_every_peer_integer_above_2_62_is_refused(value: int) -> None:
+    """A term or index at 2**64 - 1 decoded fine, was adopted and written to
+    disk, and the next election's term + 1 could not be encoded."""
+    bodies = {
+        RequestVote: ["a", "b", value, 1, 1, False],
+        Heartbeat: ["a", "b", value, 0, 0],
+        AppendEntriesResponse: ["a", "b", 1, True, value, 0, 0],
+        AppendEntries: ["a", "b", 1, value, 0, 0, 1, 0, [b"x"]],
+    }
+    for cls, body in bodies.items():
+        with pytest.raises(DecodeError):
+            decode_message(PEER_TAGS[cls], body)
+    with pytest.raises(DecodeError):  # an entry term
+        decode_message(PEER_TAGS[AppendEntries], ["a", "b", 1, 0, 0, 0, value, 0, [b"x"]])
+    with pytest.raises(DecodeError):
+        codec.expect_uint(value)
+
+
+def test_an_append_whose_last_index_would_pass_2_62_is_refused() -> None:
+    with pytest.raises(DecodeError):
+        decode_message(PEER_TAGS[AppendEntries], ["a", "b", 1, codec.MAX_UINT - 1, 1, 0, 1, 0, [b"x", b"y"]])
+    decode_message(PEER_TAGS[AppendEntries], ["a", "b", 1, codec.MAX_UINT - 2, 1, 0, 1, 0, [b"x", b"y"]])
+
+
+def test_a_batch_whose_terms_decrease_is_refused() -> None:
+    """The write-ahead log refuses such a batch; the core must never take it."""
+    with pytest.raises(DecodeError):
+        decode_message(PEER_TAGS[AppendEntries], ["a", "b", 3, 0, 0, 0, [2, 1], 0, [b"x", b"y"]])
+    m = decode_message(PEER_TAGS[AppendEntries], ["a", "b", 3, 0, 0, 0, [1, 3], 0, [b"x", b"y"]])
+    assert [e.term for e in m.entries] == [1, 3]
+
+
+def test_a_client_submit_whose_request_ids_pass_2_62_is_refused() -> None:
+    """Replies name every request id: one past 2**64 - 1 could not be encoded."""
+    from sandzmq.actors.protocol import ClientSubmit  # registers the node's message types
+    from sandzmq.transport import Envelope
+
+    env = Envelope("c")
+    frame = msgpack.packb([1, "c", "c.submit", [codec.MAX_UINT - 1, [b"a", b"b", b"c"]]])
+    assert env.decode(frame) is None and env.drops.malformed == 1
+    ok = msgpack.packb([1, "c", "c.submit", [codec.MAX_UINT - 3, [b"a", b"b", b"c"]]])
+    assert isinstance(env.decode(ok), ClientSubmit)

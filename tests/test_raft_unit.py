@@ -653,15 +653,18 @@ def test_crash_loses_writes_that_were_not_durable():
     assert c.applied("b") == [b"x"]
 
 
-def test_truncating_a_committed_entry_raises_safety_violation():
+def test_a_message_contradicting_a_committed_entry_is_refused_not_acknowledged():
     """Regression (a core bug found with this test): _handle_append acknowledged
     any AppendEntries whose prev_index was below the commit index as a success at
-    the commit index without looking at its entries, so its `conflict <=
-    self.commit` check could never fire and this message was acknowledged."""
+    the commit index without looking at its entries. Such a message can only be
+    a forgery (or a bug): it is refused and counted, never acknowledged, and it
+    must not raise either (one forged frame would stop the actor)."""
     b = make_core("b", terms=[1, 1, 1], hard_state=HardState(term=1, commit=3))
-    with pytest.raises(SafetyViolation):
-        b.step(AppendEntries("a", "b", 2, 1, 1, [Entry(2, 2, b"other"), Entry(3, 2, b"other")], commit=3))
-        settle(b)
+    b.step(AppendEntries("a", "b", 2, 1, 1, [Entry(2, 2, b"other"), Entry(3, 2, b"other")], commit=3))
+    sent = settle(b)
+    assert not of(sent, AppendEntriesResponse, success=True)
+    assert log_terms(b) == [1, 1, 1]
+    assert b.refused == {"contradicts a committed entry": 1}
 
 
 def test_restart_with_a_commit_index_beyond_the_log_raises_safety_violation():

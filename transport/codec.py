@@ -23,10 +23,15 @@ about 2x cheaper per entry at 512 entries (0.24 vs 0.48 us on a quiet run),
 message, small next to one ZeroMQ message (5-9 us) and the round trip.
 
 Decoding trusts nothing: each decoder checks arity and exact types
-(`type(x) is int`, so True is not a term) and that indexes and terms are not
-negative, and raises DecodeError, never a stray TypeError or KeyError. The
-validators (`expect_*`) are public so the node's other messages, registered
-with the envelope by other modules, can be checked the same way.
+(`type(x) is int`, so True is not a term), that every integer is in
+[0, MAX_UINT] (so `term + 1` and `first_id + count` always encode, and a
+value out of range is refused here rather than adopted and written to disk),
+and that the terms of a batch never decrease; it raises DecodeError, never a
+stray TypeError or KeyError. What needs the receiver's state (a term far
+ahead of its own, an acknowledgement of entries never sent) is the Raft
+core's to refuse. The validators (`expect_*`) are public so the node's other
+messages, registered with the envelope by other modules, are checked the
+same way.
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ from itertools import repeat
 from typing import Any
 
 from sandzmq.raft.messages import (
+    MAX_INDEX,
+    MAX_TERM,
     MESSAGE_TYPES,
     AppendEntries,
     AppendEntriesResponse,
@@ -58,12 +65,18 @@ class DecodeError(ValueError):
     """
 
 
+#: The largest integer any message may carry: a term, an index, a request id,
+#: a nonce. The same bound as the Raft core's MAX_TERM and MAX_INDEX.
+MAX_UINT = MAX_INDEX
+assert MAX_TERM == MAX_INDEX
+
+
 # -- validators ---------------------------------------------------------------
 
 def expect_uint(value: Any, what: str = "value") -> int:
-    """A non-negative int; bool is refused (msgpack keeps the two apart)."""
-    if type(value) is not int or value < 0:
-        raise DecodeError(f"{what}: expected a non-negative int, got {value!r:.40}")
+    """An int in [0, MAX_UINT]; bool is refused (msgpack keeps the two apart)."""
+    if type(value) is not int or not 0 <= value <= MAX_UINT:
+        raise DecodeError(f"{what}: expected an int in [0, 2**62), got {value!r:.40}")
     return value
 
 
@@ -105,15 +118,15 @@ def expect_list(value: Any, length: int | None = None, what: str = "body") -> li
 
 def _header(name: str, src: Any, dst: Any, term: Any) -> None:
     """Check the fields every peer message carries."""
-    if type(src) is not str or type(dst) is not str or type(term) is not int or term < 0:
+    if type(src) is not str or type(dst) is not str or type(term) is not int or not 0 <= term <= MAX_TERM:
         raise DecodeError(f"{name}: bad src/dst/term {src!r:.40}, {dst!r:.40}, {term!r:.40}")
 
 
 def _uints(name: str, *values: Any) -> None:
-    """Check several non-negative ints in one call (one call per message, not per field)."""
+    """Check several ints in [0, MAX_UINT] in one call (one call per message, not per field)."""
     for v in values:
-        if type(v) is not int or v < 0:
-            raise DecodeError(f"{name}: expected a non-negative int, got {v!r:.40}")
+        if type(v) is not int or not 0 <= v <= MAX_UINT:
+            raise DecodeError(f"{name}: expected an int in [0, 2**62), got {v!r:.40}")
 
 
 def _bools(name: str, *values: Any) -> None:
@@ -131,12 +144,12 @@ _BYTES_ONLY = {bytes}
 
 
 def uint_column(value: Any, length: int | None = None, what: str = "column") -> list[int]:
-    """A list of non-negative ints (of `length` items when given), checked per
-    column in C rather than per item in Python."""
+    """A list of ints in [0, MAX_UINT] (of `length` items when given), checked
+    per column in C rather than per item in Python."""
     if type(value) is not list or (length is not None and len(value) != length):
         raise DecodeError(f"{what}: expected a list of {length if length is not None else 'some'} ints")
-    if value and (set(map(type, value)) != _INT_ONLY or min(value) < 0):
-        raise DecodeError(f"{what}: every item must be a non-negative int")
+    if value and (set(map(type, value)) != _INT_ONLY or min(value) < 0 or max(value) > MAX_UINT):
+        raise DecodeError(f"{what}: every item must be an int in [0, 2**62)")
     return value
 
 
@@ -160,8 +173,8 @@ def uniform_or_column(values: list[int]) -> int | list[int]:
 def expand_column(value: Any, length: int, what: str = "column") -> list[int]:
     """The inverse of uniform_or_column, validated: `length` non-negative ints."""
     if type(value) is int:
-        if value < 0:
-            raise DecodeError(f"{what}: negative value")
+        if not 0 <= value <= MAX_UINT:
+            raise DecodeError(f"{what}: {value!r:.40} is out of range")
         return [value] * length
     return uint_column(value, length, what)
 
@@ -191,9 +204,12 @@ def columns_from_wire(first_index: int, terms: Any, kinds: Any, datas: Any) -> E
         if not (type(terms) is int or terms == []) or not (type(kinds) is int or kinds == []):
             raise DecodeError("entries: no datas, so terms and kinds must be ints or empty lists")
         return EntryColumns(first_index if type(first_index) is int else 0, [], [], [])
-    if type(first_index) is not int or first_index < 1:
-        raise DecodeError(f"entries: first index must be >= 1, got {first_index!r:.40}")
+    if type(first_index) is not int or not 1 <= first_index <= MAX_INDEX - n + 1:
+        raise DecodeError(f"entries: first index must be in [1, 2**62 - {n}], got {first_index!r:.40}")
+    uniform_terms = type(terms) is int
     terms = expand_column(terms, n, "entries: terms")
+    if not uniform_terms and terms != sorted(terms):  # (sorted() of a sorted list is one pass in C)
+        raise DecodeError("entries: terms decrease along the batch")
     kinds = expand_column(kinds, n, "entries: kinds")
     if not set(kinds) <= _KIND_VALUES:
         raise DecodeError("entries: kinds must be known entry kinds")
