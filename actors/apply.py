@@ -49,9 +49,10 @@ from sandzmq.state_machine import StateMachine, load_state_machine
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, MessageTooLarge, PeerLink
 
 from .base import SocketActor
-from .layout import APPLY_IDENTITY, NodeLayout
+from .layout import APPLY_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
 from .protocol import (
+    TO_APPLY,
     ApplyBatch,
     ApplyResults,
     ApplyState,
@@ -152,8 +153,9 @@ class ApplyActor(SocketActor):
             request_exit(self, EXIT_REFUSED)
             return
         try:
-            self.inbox = bind_inbox(self.layout.apply_ipc, self.envelope)
-            self.link = PeerLink(self.layout.raft_ipc, self.envelope, APPLY_IDENTITY, immediate=False)
+            accept = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_APPLY)}
+            self.inbox = bind_inbox(self.layout.apply_ipc, self.envelope, accept=accept)
+            self.link = PeerLink(self.layout.raft_ipc, self.envelope, APPLY_IDENTITY, immediate=False, accept=frozenset())
         except OSError as exc:
             log.error("cannot open the apply actor's sockets: %s", exc)
             request_exit(self, EXIT_FAILURE)

@@ -71,9 +71,9 @@ from sandzmq.storage import StorageError, WalCorruptError, WriteAheadLog
 from sandzmq.transport import Envelope, Inbox, PeerLink
 
 from .base import SocketActor
-from .layout import LOG_IDENTITY, NodeLayout
+from .layout import LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
-from .protocol import LogDurable, LogState, LogSync, LogWrite
+from .protocol import TO_LOG_STORE, LogDurable, LogState, LogSync, LogWrite
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,9 @@ class LogStoreActor(SocketActor):
             request_exit(self, EXIT_FAILURE)
             return
         try:
-            self.inbox = bind_inbox(layout.log_ipc, self.envelope)
-            self.link = PeerLink(layout.raft_ipc, self.envelope, LOG_IDENTITY, immediate=False)
+            accept = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_LOG_STORE)}
+            self.inbox = bind_inbox(layout.log_ipc, self.envelope, accept=accept)
+            self.link = PeerLink(layout.raft_ipc, self.envelope, LOG_IDENTITY, immediate=False, accept=frozenset())
         except OSError as exc:
             log.error("cannot open the log-store's sockets: %s", exc)
             request_exit(self, EXIT_FAILURE)

@@ -54,6 +54,7 @@ import pykka
 from sandzmq.config import ClusterConfig, check_node_ids, load_config
 from sandzmq.errors import ConfigError
 from sandzmq.transport import Envelope, Inbox
+from sandzmq.transport.envelope import Acceptance
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def requested_exit(ref: pykka.ActorRef[Any]) -> int | None:
 BIND_WAIT_S = 2.0
 
 
-def bind_inbox(address: str, envelope: Envelope, wait_s: float = BIND_WAIT_S) -> Inbox:
+def bind_inbox(address: str, envelope: Envelope, wait_s: float = BIND_WAIT_S, *, accept: Acceptance | None = None) -> Inbox:
     """Bind the actor's Inbox, waiting up to `wait_s` while the address is in use.
 
     The previous incarnation of this actor may still hold it: libzmq closes a
@@ -108,7 +109,7 @@ def bind_inbox(address: str, envelope: Envelope, wait_s: float = BIND_WAIT_S) ->
     delay = 0.005
     while True:
         try:
-            return Inbox(address, envelope)
+            return Inbox(address, envelope, accept=accept)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or time.monotonic() + delay > deadline:
                 raise

@@ -427,3 +427,21 @@ register(
 )
 register("a.query_result", LocalQueryResult, lambda m: [m.request_id, m.status, m.value], _dec_local_query_result)
 
+
+
+# ---------------------------------------------------------------- trust boundaries
+# Which socket takes which messages (SPEC 3): each Inbox and PeerLink decodes
+# only its own set, by sender identity; everything else is dropped and
+# counted as `wrong_socket` before its body is read.
+
+#: The client port: what clients send (ClusterHello from any cluster name).
+CLIENT_REQUESTS: tuple[type, ...] = (ClientSubmit, ClientQuery, StatusRequest, ClusterHello)
+#: What a client takes back on its link to a node.
+CLIENT_ANSWERS: tuple[type, ...] = (ClientReply, StatusReply, ClusterHelloReply)
+#: The raft actor's private ipc socket, from the log-store (identity "log")...
+FROM_LOG_STORE: tuple[type, ...] = (LogDurable, LogState)
+#: ... and from the apply actor (identity "apply").
+FROM_APPLY: tuple[type, ...] = (ApplyResults, ApplyState, LocalQueryResult)
+#: The log-store's and the apply actor's sockets, from the raft actor (identity "raft").
+TO_LOG_STORE: tuple[type, ...] = (LogWrite, LogSync)
+TO_APPLY: tuple[type, ...] = (ApplyBatch, LocalQuery)

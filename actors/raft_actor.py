@@ -30,12 +30,15 @@ from sandzmq.config import ClusterConfig
 from sandzmq.raft import CoreConfig, MemoryLog, Message, NotLeader, RaftCore, Role
 from sandzmq.raft.messages import MESSAGE_TYPES, AppendEntries
 from sandzmq.storage import WalReader
-from sandzmq.transport import Envelope, Inbox, PeerLink, Peers
+from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Peers
 
 from .base import SocketActor
-from .layout import RAFT_IDENTITY, NodeLayout
+from .layout import APPLY_IDENTITY, LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .proposals import PendingProposals
 from .protocol import (
+    CLIENT_REQUESTS,
+    FROM_APPLY,
+    FROM_LOG_STORE,
     ApplyBatch,
     ApplyResults,
     ApplyState,
@@ -120,15 +123,24 @@ class RaftActor(SocketActor):
 
     def open(self) -> None:
         node = self.layout.node
-        self.peer_inbox = Inbox(node.raft, self.envelope)
+        tags_of = self.envelope.registry.tags_of
+        # Each socket takes its own message set (SPEC 3 trust boundaries):
+        # peers' messages on the raft port, clients' on the client port, and
+        # the log-store's and apply actor's only on the private ipc socket,
+        # each from its own identity.
+        self.peer_inbox = Inbox(node.raft, self.envelope, accept={ANY_SENDER: tags_of(*MESSAGE_TYPES)})
         # The client port also answers the discovery handshake from any cluster name.
         client_envelope = Envelope(self.config.name, drops=self.envelope.drops, open_tags=frozenset({HELLO_TAG}))
-        self.client_inbox = Inbox(node.client, client_envelope)
-        self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope)
+        self.client_inbox = Inbox(node.client, client_envelope, accept={ANY_SENDER: tags_of(*CLIENT_REQUESTS)})
+        self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope, accept={
+            LOG_IDENTITY.encode(): tags_of(*FROM_LOG_STORE),
+            APPLY_IDENTITY.encode(): tags_of(*FROM_APPLY),
+        })
         others = {n.id: n.raft for n in self.config.nodes if n.id != self.node_id}
-        self.peers = Peers(self.envelope, self.node_id, others)
-        self.log_link = PeerLink(self.layout.log_ipc, self.envelope, RAFT_IDENTITY)
-        self.apply_link = PeerLink(self.layout.apply_ipc, self.envelope, RAFT_IDENTITY)
+        self._peer_identities = {peer.encode(): peer for peer in others}
+        self.peers = Peers(self.envelope, self.node_id, others, accept=frozenset())
+        self.log_link = PeerLink(self.layout.log_ipc, self.envelope, RAFT_IDENTITY, accept=frozenset())
+        self.apply_link = PeerLink(self.layout.apply_ipc, self.envelope, RAFT_IDENTITY, accept=frozenset())
         self.watch_inbox(self.peer_inbox)
         self.watch_inbox(self.client_inbox)
         self.watch_inbox(self.local_inbox)
@@ -149,7 +161,7 @@ class RaftActor(SocketActor):
 
     def handle(self, message: Any, reply_to: bytes | None) -> Any:
         if isinstance(message, _PEER_MESSAGE_TYPES):
-            self._on_peer_message(message)
+            self._on_peer_message(message, reply_to)
         elif isinstance(message, ClientSubmit):
             self._on_submit(message, reply_to)
         elif isinstance(message, LogDurable):
@@ -193,10 +205,14 @@ class RaftActor(SocketActor):
 
     # ------------------------------------------------------------------ peers
 
-    def _on_peer_message(self, m: Message) -> None:
+    def _on_peer_message(self, m: Message, identity: bytes | None) -> None:
         if self.core is None:
             return  # not started yet; Raft retries
-        if m.dst != self.node_id or m.src not in self.core.voters or m.src == self.node_id:
+        if (
+            m.dst != self.node_id or m.src not in self.core.voters or m.src == self.node_id
+            # A peer's link presents its node id: a message naming another sender is not its.
+            or (identity is not None and self._peer_identities.get(identity) != m.src)
+        ):
             self.foreign_messages += 1
             return
         self.core.step(m)

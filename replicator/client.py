@@ -66,6 +66,7 @@ from typing import Any, Self
 import msgpack
 
 from sandzmq.actors.protocol import (
+    CLIENT_ANSWERS,
     ClientQuery,
     ClientReply,
     ClientSubmit,
@@ -228,6 +229,7 @@ class Client:
         if not addresses:
             raise ValueError("a Client needs at least one node address")
         self._envelope = Envelope(cluster, max_message_bytes=max_message_bytes)
+        self._answers = self._envelope.registry.tags_of(*CLIENT_ANSWERS)  # all a node may send back
         self._max_command = max_message_bytes - _FRAME_OVERHEAD
         self._follow = follow_leader
         self._book: dict[str, str] = dict(node_addresses or {})  # node id -> client address
@@ -663,7 +665,7 @@ class Client:
         link = self._links.get(address)
         if link is None:
             try:
-                link = PeerLink(address, self._envelope, immediate=True)
+                link = PeerLink(address, self._envelope, immediate=True, accept=self._answers)
             except OSError as exc:
                 raise ValueError(f"cannot connect to {address!r}: {exc.strerror or exc}") from None
             self._links[address] = link
@@ -941,7 +943,7 @@ def discover_cluster(address: str, timeout: float = 5.0) -> str:
     nonce = int.from_bytes(os.urandom(6), "big")
     envelope = Envelope("?", open_tags=frozenset({HELLO_REPLY_TAG}))
     deadline = time.monotonic() + timeout
-    with PeerLink(address, envelope) as link:
+    with PeerLink(address, envelope, accept=envelope.registry.tags_of(ClusterHelloReply)) as link:
         link.send(ClusterHello(nonce))
         while (left := deadline - time.monotonic()) > 0:
             if not link.socket.poll(left * 1000):

@@ -37,17 +37,15 @@ client = "tcp://127.0.0.1:{client_port}"
     return path
 
 
-class FakeRaft:
-    """The raft actor's side of one partner's protocol, driven by the test thread.
+class StandIn:
+    """One side of an actor's ipc protocol, driven by the test thread: a
+    ROUTER where the actor under test sends, and a DEALER (with `identity`)
+    to the actor's own socket. `peer` is the identity every answer must come from."""
 
-    `partner` is "log" or "apply": where it sends, and the identity every
-    answer must come from."""
-
-    def __init__(self, layout: NodeLayout, envelope: Envelope, partner: str) -> None:
-        self.partner = partner
-        self.inbox = Inbox(layout.raft_ipc, envelope)
-        address = layout.log_ipc if partner == "log" else layout.apply_ipc
-        self.link = PeerLink(address, envelope, RAFT_IDENTITY)  # queues until the partner is up
+    def __init__(self, envelope: Envelope, *, bind: str, connect: str, identity: str, peer: str) -> None:
+        self.peer = peer
+        self.inbox = Inbox(bind, envelope)
+        self.link = PeerLink(connect, envelope, identity)  # queues until the actor is up
         self.poller = Poller([self.inbox])
         self._buffer: list[tuple[bytes, Any]] = []
 
@@ -55,16 +53,16 @@ class FakeRaft:
         assert self.link.send(msg)
 
     def receive(self, deadline_s: float = DEADLINE_S) -> Any:
-        """The next message from the partner (asserting who sent it)."""
+        """The next message from the actor under test (asserting who sent it)."""
         end = time.monotonic() + deadline_s
         while not self._buffer:
             left = end - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no message from the {self.partner} actor before the deadline")
+                raise AssertionError(f"no message from the {self.peer} actor before the deadline")
             if self.poller.wait(left * 1000):
                 self._buffer.extend(self.inbox.drain())
         identity, msg = self._buffer.pop(0)
-        assert identity == self.partner.encode()
+        assert identity == self.peer.encode()
         return msg
 
     def expect(self, cls: type) -> Any:
@@ -81,3 +79,22 @@ class FakeRaft:
     def close(self) -> None:
         self.link.close()
         self.inbox.close()
+
+
+class FakeRaft(StandIn):
+    """The raft actor's side of one partner's protocol. `partner` is "log" or
+    "apply": where it sends, and the identity every answer must come from."""
+
+    def __init__(self, layout: NodeLayout, envelope: Envelope, partner: str) -> None:
+        address = layout.log_ipc if partner == "log" else layout.apply_ipc
+        super().__init__(envelope, bind=layout.raft_ipc, connect=address, identity=RAFT_IDENTITY, peer=partner)
+        self.partner = partner
+
+
+class FakePartner(StandIn):
+    """A stand-in for the raft actor's log-store (`me` = "log") or apply actor
+    ("apply"), for tests of the raft actor itself."""
+
+    def __init__(self, layout: NodeLayout, envelope: Envelope, me: str) -> None:
+        address = layout.log_ipc if me == "log" else layout.apply_ipc
+        super().__init__(envelope, bind=address, connect=layout.raft_ipc, identity=me, peer=RAFT_IDENTITY)

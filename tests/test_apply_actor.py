@@ -312,7 +312,8 @@ def test_unexpected_messages_are_counted(rec: Node) -> None:
     rec.raft.send(LogSync(1))
     rec.raft.send(LocalQuery(4, b"count"))
     assert rec.raft.expect(LocalQueryResult).request_id == 4
-    assert rec.refs[0].proxy().unexpected.get() == 1
+    assert rec.refs[0].proxy().envelope.get().drops.wrong_socket == 1  # the socket takes ApplyBatch and LocalQuery only
+    assert rec.refs[0].proxy().dropped.get() == 1
 
 
 def test_a_state_machine_that_cannot_be_built_refuses_to_start(tmp_path: Path) -> None:

@@ -271,11 +271,13 @@ def test_sync_reports_writes_received_before_it(node: Node) -> None:
 
 
 def test_messages_for_others_are_counted_and_ignored(node: Node) -> None:
+    """The log-store's socket takes only LogWrite and LogSync, from the raft actor."""
     ref = node.start()
     node.raft.expect(LogState)
     node.raft.send(ApplyState(1, 2))
     assert node.raft.state(3).last_index == 0
-    assert ref.proxy().unexpected.get() == 1
+    assert ref.proxy().envelope.get().drops.wrong_socket == 1
+    assert ref.proxy().dropped.get() == 1
 
 
 def test_corrupt_wal_refuses_to_start(node: Node) -> None:

@@ -441,3 +441,40 @@ def test_context_is_one_per_process() -> None:
     assert ctx.closed
     fresh = context()
     assert fresh is not ctx and not fresh.closed
+
+
+def test_an_inbox_takes_only_its_message_set_by_sender_identity(tmp_path) -> None:
+    """SPEC 3 trust boundaries: a ROUTER decodes only the types it takes from
+    each sender; the rest is counted as wrong_socket, never handed out."""
+    from sandzmq.raft.messages import Heartbeat, RequestVote
+    from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Poller
+
+    env = Envelope("dev")
+    hb, rv = Heartbeat("a", "b", 1, 0), RequestVote("a", "b", 1, 0, 0)
+    accept = {b"log": env.registry.tags_of(Heartbeat), ANY_SENDER: env.registry.tags_of(RequestVote)}
+    with Inbox(f"ipc://{tmp_path}/in", env, accept=accept) as inbox, \
+            PeerLink(inbox.address, Envelope("dev"), "log") as log_link, \
+            PeerLink(inbox.address, Envelope("dev"), "other") as other_link:
+        for link in (log_link, other_link):
+            assert link.send(hb) and link.send(rv)
+        got: list = []
+        poller = Poller([inbox])
+        deadline = time.monotonic() + 10
+        while len(got) < 2 or inbox.envelope.drops.wrong_socket < 2:
+            assert time.monotonic() < deadline, (got, inbox.envelope.drops)
+            if poller.wait(100):
+                got += inbox.drain()
+        assert sorted((ident, type(m).__name__) for ident, m in got) == [(b"log", "Heartbeat"), (b"other", "RequestVote")]
+
+
+def test_a_message_that_cannot_be_encoded_is_counted_not_raised(tmp_path) -> None:
+    from sandzmq.transport import Envelope, Inbox, PeerLink
+    from sandzmq.actors.protocol import ClientReply
+
+    env = Envelope("dev", max_message_bytes=1000)
+    with Inbox(f"ipc://{tmp_path}/in2", env) as inbox, PeerLink(inbox.address, env, "x") as link:
+        assert not link.send(ClientReply([1], [0], [b"x" * 2000]))  # above the frame limit
+        assert not link.send(ClientReply([1], [0], [{1, 2}]))  # a set is not msgpack-able
+        assert link.send_drops.unencodable == 2
+        assert not inbox.reply(b"x", ClientReply([1], [0], [b"x" * 2000]))
+        assert inbox.send_drops.unencodable == 1

@@ -188,10 +188,11 @@ def test_counters() -> None:
         setattr(d, reason, i)
     d.disconnects = 100
     d.handshake_failed = 100
-    assert d.total == 15  # connection events are not message drops
-    assert d.as_dict()["total"] == 15 and d.as_dict()["disconnects"] == 100
-    s = SendDrops(hwm=1, unroutable=2, closed=3)
-    assert s.total == 6 and s.as_dict()["total"] == 6
+    expected = sum(range(1, len(DROP_REASONS) + 1))
+    assert d.total == expected  # connection events are not message drops
+    assert d.as_dict()["total"] == expected and d.as_dict()["disconnects"] == 100
+    s = SendDrops(hwm=1, unroutable=2, closed=3, unencodable=4)
+    assert s.total == 10 and s.as_dict()["total"] == 10
 
 
 def test_peer_messages_are_registered() -> None:
@@ -235,3 +236,13 @@ def test_open_tags_pass_whatever_cluster_they_name_and_nothing_else_does() -> No
     assert node.decode(stranger.encode(ClusterHello(7))) == ClusterHello(7)
     assert node.decode(stranger.encode(StatusRequest(7))) is None
     assert node.drops.cluster == 1
+
+
+def test_a_tag_the_socket_does_not_take_is_dropped_as_wrong_socket_before_decoding() -> None:
+    env = Envelope("dev")
+    hb = Heartbeat("a", "b", 1, 0)
+    peer_tags = env.registry.tags_of(Heartbeat)
+    assert env.decode(env.encode(hb), peer_tags) == hb
+    bad_body = msgpack.packb([PROTOCOL_VERSION, "dev", 0, "not a RequestVote body"])
+    assert env.decode(bad_body, peer_tags) is None
+    assert env.drops.wrong_socket == 1 and env.drops.malformed == 0  # refused before the body was read

@@ -12,6 +12,7 @@ from .codec import DecodeError
 from .counters import DropCounters, SendDrops
 from .endpoints import ipc_endpoint
 from .envelope import (
+    ANY_SENDER,
     DEFAULT_MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     REGISTRY,
@@ -23,6 +24,7 @@ from .envelope import (
 from .sockets import Inbox, PeerLink, Peers, Poller, context, drain, terminate_context
 
 __all__ = [
+    "ANY_SENDER",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DecodeError",
     "DropCounters",

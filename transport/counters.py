@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 #: The per-message reasons a received frame is refused (SPEC 3).
-DROP_REASONS: tuple[str, ...] = ("malformed", "oversized", "version", "cluster", "unknown_type")
+DROP_REASONS: tuple[str, ...] = ("malformed", "oversized", "version", "cluster", "unknown_type", "wrong_socket")
 
 
 @dataclass(slots=True)
 class DropCounters:
     """Inbound frames refused, by reason.
 
-    The first five fields are per-message refusals and make up `total`.
+    The first six fields are per-message refusals and make up `total`.
     The last two are connection-level events seen on a ROUTER's socket
     monitor; libzmq does not say why a connection ended, so they are kept
     apart from `total`:
@@ -38,13 +38,14 @@ class DropCounters:
     version: int = 0  # another protocol version
     cluster: int = 0  # another cluster's name
     unknown_type: int = 0  # a type tag nobody registered
+    wrong_socket: int = 0  # a type this socket, or this sender on it, does not take (SPEC 3 trust boundaries)
     handshake_failed: int = 0
     disconnects: int = 0
 
     @property
     def total(self) -> int:
         """Messages refused: the `dropped` of `sandzmq status`."""
-        return self.malformed + self.oversized + self.version + self.cluster + self.unknown_type
+        return self.malformed + self.oversized + self.version + self.cluster + self.unknown_type + self.wrong_socket
 
     def as_dict(self) -> dict[str, int]:
         """A JSON-able snapshot, `total` included, for status replies."""
@@ -61,17 +62,22 @@ class SendDrops:
       peer, or, for a DEALER with IMMEDIATE, no connection at all);
     - `unroutable`: a ROUTER reply to an identity that is not connected
       (a client that went away);
-    - `closed`: the socket or context was already closed.
+    - `closed`: the socket or context was already closed;
+    - `unencodable`: the message could not be encoded (not msgpack-able, or
+      above the frame limit). Whoever builds messages keeps them in bounds;
+      this is the last line, so that a bug there costs one message, not the
+      actor.
     """
 
     hwm: int = 0
     unroutable: int = 0
     closed: int = 0
+    unencodable: int = 0
 
     @property
     def total(self) -> int:
         """All messages lost on the way out."""
-        return self.hwm + self.unroutable + self.closed
+        return self.hwm + self.unroutable + self.closed + self.unencodable
 
     def as_dict(self) -> dict[str, int]:
         """A JSON-able snapshot, `total` included."""

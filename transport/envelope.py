@@ -16,9 +16,11 @@ Validation stays honest by construction: a type is registered together with
 the decoder that checks its body, so the envelope hands an actor either a
 validated object or nothing. A frame that is not msgpack, is not a 4-item
 array, comes from another protocol version or cluster, has an unregistered
-tag, is larger than max_message_bytes, or whose body its decoder refuses, is
-dropped and counted in DropCounters; decode() then returns None and never
-raises. Actors dispatch on the type of the returned object, so they do not
+tag, is larger than max_message_bytes, whose tag the receiving socket does
+not take (`accept`: each socket has its own message set, SPEC 3), or whose
+body its decoder refuses, is dropped and counted in DropCounters; decode()
+then returns None and never raises. The socket check comes before the body
+is decoded, so a message on the wrong port costs no decoding. Actors dispatch on the type of the returned object, so they do not
 care whether it came over ZeroMQ or from a local call (DESIGN 1).
 """
 from __future__ import annotations
@@ -42,6 +44,12 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 #: Longest str tag: tags are sent with every message.
 MAX_TAG_LENGTH = 32
+
+#: What a socket takes, by sender identity (a ZMQ routing id; ANY_SENDER for
+#: every sender without an entry of its own): the set of tags it decodes.
+#: Everything else is dropped as `wrong_socket`.
+ANY_SENDER = None
+Acceptance = dict[bytes | None, frozenset[int | str]]
 
 T = TypeVar("T")
 
@@ -127,6 +135,11 @@ class Registry:
         """Every registered tag (diagnostics, tests)."""
         return list(self._by_tag)
 
+    def tags_of(self, *classes: type) -> frozenset[int | str]:
+        """The tags of these registered classes: a socket's message set.
+        KeyError for a class that is not registered (a bug at import time)."""
+        return frozenset(self._by_cls[cls].tag for cls in classes)
+
 
 #: The process-wide registry; Envelope uses it unless given another.
 REGISTRY = Registry.with_peer_messages()
@@ -187,9 +200,10 @@ class Envelope:
             )
         return frame
 
-    def decode(self, frame: bytes | bytearray | memoryview) -> Any | None:
+    def decode(self, frame: bytes | bytearray | memoryview, accept: frozenset[int | str] | None = None) -> Any | None:
         """The validated object in `frame`, or None after counting why it was
-        dropped. Never raises on bad input."""
+        dropped. `accept`: the tags the receiving socket takes (None: all).
+        Never raises on bad input."""
         drops = self.drops
         if len(frame) > self.max_message_bytes:
             drops.oversized += 1
@@ -222,6 +236,9 @@ class Envelope:
         mt = self._by_tag.get(tag) if type(tag) is int or type(tag) is str else None
         if mt is None:
             drops.unknown_type += 1
+            return None
+        if accept is not None and tag not in accept:
+            drops.wrong_socket += 1
             return None
         try:
             return mt.decode(body)

@@ -12,7 +12,10 @@ Rules every wrapper follows, because an actor's loop must never stop:
   a counted drop (SendDrops), never an exception or a wait. Raft tolerates
   loss; it does not tolerate a leader stuck on a dead follower.
 - Nothing received raises. Bad frames are counted in DropCounters (see
-  envelope.py) and skipped.
+  envelope.py) and skipped, and so are messages a socket does not take
+  (`accept`: each socket has its own message set, by sender identity).
+- Nothing sent raises on the message's content: one that cannot be encoded
+  (not msgpack-able, above the frame limit) is counted as `unencodable`.
 - LINGER is 0: close() and process exit never wait for unsent messages.
 - One thread per wrapper: zmq sockets are not thread-safe, so each Inbox,
   PeerLink, Peers and Poller belongs to the thread that runs the actor loop
@@ -30,11 +33,13 @@ and the server's public key on a PeerLink, a ZAP handler for the allow-list.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import socket as pysocket
 import struct
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -42,7 +47,9 @@ import zmq
 
 from .counters import DropCounters, SendDrops
 from .endpoints import ipc_path
-from .envelope import Envelope
+from .envelope import ANY_SENDER, Acceptance, Envelope
+
+log = logging.getLogger(__name__)
 
 # -- tuning -------------------------------------------------------------------
 # Values and why. HWMs count messages, not bytes (a queued AppendEntries may be
@@ -196,6 +203,28 @@ def _os_error(e: zmq.ZMQError, what: str) -> OSError:
     return OSError(e.errno, f"{what}: {e.strerror}")
 
 
+_NOTHING: frozenset[int | str] = frozenset()
+_next_unencodable_log = 0.0
+
+
+def _encode_or_count(envelope: Envelope, msg: object, drops: SendDrops) -> bytes | None:
+    """The frame of `msg`, or None after counting it as unencodable (logged at
+    most once a second: a sender that builds bad messages in a loop must not
+    fill the disk). An unregistered class is a bug in the caller: it raises."""
+    global _next_unencodable_log
+    try:
+        return envelope.encode(msg)
+    except Exception as exc:  # MessageTooLarge, or msgpack's TypeError/ValueError/OverflowError
+        if envelope.registry.by_cls(type(msg)) is None:
+            raise
+        drops.unencodable += 1
+        now = time.monotonic()
+        if now >= _next_unencodable_log:
+            _next_unencodable_log = now + 1.0
+            log.error("dropped a %s that cannot be sent (%d so far): %s", type(msg).__name__, drops.unencodable, exc)
+        return None
+
+
 def _identity_bytes(identity: str | bytes) -> bytes:
     """A ZMQ routing id: 1 to 255 bytes, not starting with NUL (reserved by libzmq)."""
     ident = identity.encode() if isinstance(identity, str) else bytes(identity)
@@ -285,7 +314,7 @@ class Inbox:
       are read every 64 drains and by `drops`, so it adds no wake-ups.
     """
 
-    __slots__ = ("envelope", "send_drops", "_sock", "_monitor", "_address", "_drains")
+    __slots__ = ("envelope", "send_drops", "_sock", "_monitor", "_address", "_drains", "_accept")
 
     def __init__(
         self,
@@ -298,13 +327,16 @@ class Inbox:
         monitor: bool = True,
         send_drops: SendDrops | None = None,
         security: object | None = None,
+        accept: Acceptance | None = None,
     ) -> None:
         """Bind at `address` (tcp://host:port, port 0 or * for any; or
         ipc://path, whose directory is created). max_frame_bytes defaults to
         the envelope's limit; raising it lets oversized frames reach Python,
         where they are counted precisely as `oversized`, at the cost of
-        buffering them."""
+        buffering them. `accept`: the tags taken from each sender identity
+        (ANY_SENDER: from any other); None takes every registered type."""
         self.envelope = envelope
+        self._accept = accept
         self.send_drops = send_drops if send_drops is not None else SendDrops()
         self._monitor: zmq.Socket | None = None
         self._drains = 0
@@ -358,12 +390,19 @@ class Inbox:
         frames are counted and skipped. Never blocks, never raises on input."""
         raw = drain(self._sock, max_messages)
         decode = self.envelope.decode
+        accept = self._accept
         out: list[tuple[bytes, Any]] = []
         for frames in raw:
             if len(frames) != 2:  # a multi-part message: not ours
                 self.envelope.drops.malformed += 1
                 continue
-            msg = decode(frames[1])
+            if accept is None:
+                msg = decode(frames[1])
+            else:
+                allowed = accept.get(frames[0])
+                if allowed is None:
+                    allowed = accept.get(ANY_SENDER, _NOTHING)
+                msg = decode(frames[1], allowed)
             if msg is not None:
                 out.append((frames[0], msg))
         if self._monitor is not None:
@@ -374,8 +413,9 @@ class Inbox:
 
     def reply(self, identity: bytes, msg: object) -> bool:
         """Send `msg` to the DEALER `identity`. False (and counted) if it is
-        gone or its queue is full."""
-        return self.reply_frame(identity, self.envelope.encode(msg))
+        gone, its queue is full, or `msg` cannot be encoded."""
+        frame = _encode_or_count(self.envelope, msg, self.send_drops)
+        return frame is not None and self.reply_frame(identity, frame)
 
     def reply_frame(self, identity: bytes, frame: bytes) -> bool:
         """Send an already encoded frame; for one message to many clients."""
@@ -442,7 +482,7 @@ class PeerLink:
     not lost to the TCP handshake.
     """
 
-    __slots__ = ("envelope", "send_drops", "remote", "_sock")
+    __slots__ = ("envelope", "send_drops", "remote", "_sock", "_accept")
 
     def __init__(
         self,
@@ -455,11 +495,14 @@ class PeerLink:
         rcvhwm: int = LINK_RCVHWM,
         send_drops: SendDrops | None = None,
         security: object | None = None,
+        accept: frozenset[int | str] | None = None,
     ) -> None:
         """Connect to the ROUTER at `address` (tcp:// or ipc://). `identity`
         (the local node/process id) is how the ROUTER knows us; None lets
-        libzmq pick one, which is fine for a client that only gets replies."""
+        libzmq pick one, which is fine for a client that only gets replies.
+        `accept`: the tags taken from the remote (None: every registered type)."""
         self.envelope = envelope
+        self._accept = accept
         self.send_drops = send_drops if send_drops is not None else SendDrops()
         self.remote = address
         sock = context().socket(zmq.DEALER)
@@ -487,8 +530,10 @@ class PeerLink:
         return self._sock
 
     def send(self, msg: object) -> bool:
-        """Encode and send without blocking. False (and counted) if dropped."""
-        return self.send_frame(self.envelope.encode(msg))
+        """Encode and send without blocking. False (and counted) if dropped,
+        or if `msg` cannot be encoded."""
+        frame = _encode_or_count(self.envelope, msg, self.send_drops)
+        return frame is not None and self.send_frame(frame)
 
     def send_frame(self, frame: bytes) -> bool:
         """Send an already encoded frame without blocking."""
@@ -514,12 +559,13 @@ class PeerLink:
         """Decoded messages waiting (answers from the ROUTER); bad frames
         are counted and skipped."""
         decode = self.envelope.decode
+        accept = self._accept
         out: list[Any] = []
         for frames in drain(self._sock, max_messages):
             if len(frames) != 1:
                 self.envelope.drops.malformed += 1
                 continue
-            msg = decode(frames[0])
+            msg = decode(frames[0], accept)
             if msg is not None:
                 out.append(msg)
         return out

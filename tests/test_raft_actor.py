@@ -1,0 +1,170 @@
+"""The raft actor in-process, with stand-ins for its log-store and apply actor
+(the real sockets: its ipc ROUTER, its TCP raft and client ports), under
+messages a hostile network can send (SPEC 3 trust boundaries, issue 8).
+
+The node is a one-node cluster: it elects itself once its vote is durable,
+which the stand-in log-store decides by acknowledging (or not) its writes.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from sandzmq.actors.layout import NodeLayout
+from sandzmq.actors.protocol import (
+    ApplyBatch,
+    ApplyResults,
+    ApplyState,
+    LogDurable,
+    LogState,
+    LogSync,
+    LogWrite,
+    ReplyStatus,
+)
+from sandzmq.actors.raft_actor import RaftActor
+from sandzmq.config import ClusterConfig, load_config
+from sandzmq.raft.messages import HardState
+from sandzmq.transport import Envelope, PeerLink, context, terminate_context
+
+from actor_partner import DEADLINE_S, FakePartner, write_one_node_config
+
+
+class Node:
+    """A one-node config, the raft actor under test and its two stand-ins."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.config: ClusterConfig = load_config(write_one_node_config(tmp_path, name="rafttest"))
+        self.layout = NodeLayout.of(self.config, "n1")
+        self.envelope = Envelope(self.config.name)
+        self.log = FakePartner(self.layout, self.envelope, "log")
+        self.apply = FakePartner(self.layout, self.envelope, "apply")
+        self.ref: pykka.ActorRef[Any] = RaftActor.start(self.config, "n1")
+        self.attackers: list[PeerLink] = []
+        self.last_index = 0  # of the stand-in log-store's log
+
+    def status(self) -> dict[str, Any]:
+        return self.ref.proxy().status().get(timeout=DEADLINE_S)
+
+    def wait_status(self, predicate: Any, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            status = self.status()
+            if predicate(status):
+                return status
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {status}"
+            time.sleep(0.01)  # a poll interval, not a synchronisation
+
+    def start_empty(self) -> None:
+        """Report the apply actor at index 0; the log-store answers as an empty one."""
+        self.apply.send(ApplyState(os.getpid(), 0))
+
+    def log_expect(self, cls: type) -> Any:
+        """The next `cls` from the raft actor to its log-store, answering every
+        LogSync on the way as an empty log-store would (the raft actor asks
+        again each tick until it has an answer to its latest)."""
+        while True:
+            msg = self.log.receive()
+            if isinstance(msg, LogSync) and cls is not LogSync:
+                self.log.send(LogState(msg.nonce, os.getpid(), 1, HardState(), 1, 0, 0, 0))
+                continue
+            assert isinstance(msg, cls), f"expected {cls.__name__}, got {msg!r}"
+            return msg
+
+    def ack(self, write: LogWrite) -> None:
+        """Acknowledge `write` as the real log-store would: on the ipc socket, from "log"."""
+        if write.entries:
+            self.last_index = write.entries[-1].index
+        self.log.send(LogDurable(write.write_id, self.last_index))
+
+    def ack_until(self, predicate: Any, what: str) -> None:
+        """Acknowledge every write at once, as a fast disk would, until the
+        raft actor's status satisfies `predicate`."""
+        deadline = time.monotonic() + DEADLINE_S
+        while not predicate(self.status()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.status()}"
+            if self.log.poller.wait(10):
+                self.ack(self.log_expect(LogWrite))
+
+    def entries_write(self) -> LogWrite:
+        """The next write that carries entries (writes that only move the
+        commit index on the way are acknowledged)."""
+        while not (write := self.log_expect(LogWrite)).entries:
+            self.ack(write)
+        return write
+
+    def attack(self, port: str, msg: object) -> None:
+        """Send `msg` as an outsider would: a plain DEALER to a public TCP port."""
+        address = self.config.node("n1").raft if port == "raft" else self.config.node("n1").client
+        link = PeerLink(address, Envelope(self.config.name), f"attacker-{len(self.attackers)}")
+        self.attackers.append(link)
+        assert link.send(msg)
+
+    def close(self) -> None:
+        for link in self.attackers:
+            link.close()
+        if self.ref.is_alive():
+            self.ref.stop(block=True, timeout=DEADLINE_S)
+        self.log.close()
+        self.apply.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_context() -> Iterator[None]:
+    terminate_context()
+    yield
+    terminate_context()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path)
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+def test_a_forged_log_durable_on_a_public_port_does_not_make_a_vote_durable(node: Node) -> None:
+    """Regression: the raft actor took LogDurable from any socket, so one
+    LogDurable(10**9) sent to the client port switched the durability rule
+    off (votes and acknowledgements left before their writes were on disk)."""
+    node.start_empty()
+    vote = node.log_expect(LogWrite)  # its campaign: term 1, vote for itself, not yet durable
+    assert vote.hard_state is not None and vote.hard_state.vote == "n1"
+    node.attack("client", LogDurable(10**9, 10**9))
+    node.attack("raft", LogDurable(10**9, 10**9))
+    status = node.wait_status(lambda s: s["drops"]["wrong_socket"] >= 2, "both forgeries counted")
+    assert status["role"] != "leader", "a forged acknowledgement made the vote count"
+    assert status["dropped"] >= 2
+    node.log.send(LogDurable(vote.write_id, 0))  # the real log-store, on the ipc socket, from "log"
+    node.wait_status(lambda s: s["role"] == "leader", "leadership once the vote is really durable")
+
+
+def test_forged_apply_results_on_a_public_port_give_no_client_a_false_ok(node: Node) -> None:
+    import sandzmq
+
+    node.start_empty()
+    node.ack_until(lambda s: s["role"] == "leader" and s["commit_index"] >= 1, "leadership and its first commit")
+    client = sandzmq.Client.connect(node.config.node("n1").client, cluster=node.config.name)
+    try:
+        future = client.replicate_async(b"not applied yet", timeout=DEADLINE_S)
+        write = node.entries_write()  # proposed; the stand-in log-store holds it
+        index, term = write.entries[-1].index, write.entries[-1].term
+        forged = ApplyResults.of([(index, term, ReplyStatus.OK, "forged")], index)
+        node.attack("client", forged)
+        node.attack("raft", forged)
+        node.wait_status(lambda s: s["drops"]["wrong_socket"] >= 2, "both forgeries counted")
+        assert not future.done(), f"a client got an answer for an entry not even durable: {future}"
+        node.ack(write)
+        while node.apply.expect(ApplyBatch).entries[-1].index < index:
+            pass  # the leader's no-op, applied earlier
+        node.apply.send(ApplyResults.of([(index, term, ReplyStatus.OK, "real")], index))
+        assert future.result(timeout=DEADLINE_S) == "real"
+    finally:
+        client.close()
