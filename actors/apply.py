@@ -46,7 +46,7 @@ import msgpack
 from sandzmq.config import ClusterConfig
 from sandzmq.raft.messages import Entry, EntryColumns, EntryKind, entry_rows
 from sandzmq.state_machine import StateMachine, load_state_machine
-from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, MessageTooLarge, PeerLink
+from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, PeerLink
 
 from .base import SocketActor
 from .layout import APPLY_IDENTITY, RAFT_IDENTITY, NodeLayout
@@ -339,24 +339,13 @@ class ApplyActor(SocketActor):
             self._report()
 
     def _report(self, results: ApplyResults | None = None) -> None:
-        """Send results (already vetted; none: only the applied index) in as
-        many ApplyResults as the message size limit needs (normally one)."""
+        """Send results (already vetted; none: only the applied index); the
+        link splits them into as many messages as the frame limit needs."""
         if results is None:
             results = ApplyResults([], [], [], [], self.applied_index)
-        try:
-            frame = self.envelope.encode(results)
-        except MessageTooLarge:
-            n = len(results.indexes)
-            if n < 2:  # cannot happen: a vetted result is far below the limit
-                log.error("an ApplyResults of one result exceeds the message size limit")
-                return
-            for part in (slice(0, n // 2), slice(n // 2, n)):
-                self._report(ApplyResults(
-                    results.indexes[part], results.terms[part], results.statuses[part], results.values[part],
-                    results.applied_index,
-                ))
-            return
-        self._send_frame(frame)
+        assert self.link is not None
+        self.link.send(results)
+        self._reported_index, self._reported_at = self.applied_index, time.monotonic()
 
     def _send_frame(self, frame: bytes, carries_applied_index: bool = True) -> None:
         """Send a frame; one that carries the applied index (ApplyResults,

@@ -17,38 +17,49 @@ answers go out on its DEALER link to the raft actor's ROUTER (layout.raft_ipc,
 identity LOG_IDENTITY), which queues (immediate=False) while the raft actor
 restarts.
 
-Write ids, resends and why re-applying is safe
-----------------------------------------------
-Writes are applied in the order they arrive, which is write_id order: one
-DEALER->ROUTER connection keeps order, and the raft actor numbers writes in
-the order it sends them. A write_id at or below the last one received is a
-resend, not an error:
+Write ids, epochs, gaps, and why re-applying is safe
+----------------------------------------------------
+Writes are numbered by the raft actor, 1, 2, 3... within an epoch (a random
+number per raft-actor start), and applied only in that order: a write is
+taken only if it is the next one of the epoch last announced by LogSync.
+One DEALER->ROUTER connection keeps order, so anything else means a write
+was lost on the way (a full queue, a restart of either side): the write is
+not applied, nothing after it is either, and the log-store says so once
+(LogGap). The raft actor answers with LogSync(epoch, first unacknowledged
+write) and resends every write it has no LogDurable for, in order. So an
+acknowledgement never covers a write that was not applied: after write 1 =
+entries 1..3, a lost write 2 and write 3 = entries 7..9, nothing is
+acknowledged beyond write 1. A restarted raft actor has a new epoch, so its
+write ids cannot be mistaken for its predecessor's.
 
-- after a log-store restart the raft actor sees a new incarnation in LogState and
-  resends every write it has no LogDurable for, in the original order;
-- after a raft-actor restart the new one may number its writes afresh.
+LogDurable names the write and where the log now ends (last index and
+term); the raft actor checks that against what its core expects after that
+write, and resends on a mismatch rather than counting anything durable.
 
-Both are simply applied again. The raft actor resends exactly the suffix of
-writes after the last acknowledged one, in order, with the same content; the
-log on disk holds the effect of some prefix of all writes (recovery cuts a
-torn tail, so a prefix of records). Re-applying that suffix gives the log the
-writes would have given without the restart, because an append supersedes
-from its first index: writing entries [f..l] leaves log[:f-1] + [f..l],
-whatever was after f-1 before. The only state that can regress meanwhile
-(the new entries or hard state of a durable but unacknowledged write, undone
-for a moment by an earlier write of the resent suffix) is state nobody has
-relied on: the raft core sends nothing that depends on a write before its
-LogDurable, and the rest of the suffix is re-applied right after.
+Re-applying is safe. After a LogSync the resent writes are applied again,
+whatever this log-store already holds: the raft actor resends exactly the
+suffix of writes after the last acknowledged one, in order, with the same
+content; the log on disk holds the effect of some prefix of all writes
+(recovery cuts a torn tail, so a prefix of records). Re-applying that suffix
+gives the log the writes would have given without the restart, because an
+append supersedes from its first index: writing entries [f..l] leaves
+log[:f-1] + [f..l], whatever was after f-1 before. The only state that can
+regress meanwhile (the new entries or hard state of a durable but
+unacknowledged write, undone for a moment by an earlier write of the resent
+suffix) is state nobody has relied on: the raft core sends nothing that
+depends on a write before its LogDurable, and the rest of the suffix is
+re-applied right after.
 
 A resent write can be impossible on the current log (a later write of the
 suffix, already durable, superseded from an index before it, so the resent
 one now leaves a gap or goes back in term). The WAL refuses it
 (ValueError); its hard state is still recorded (in order, so the final hard
-state is the sequence's), it is counted in `rejected`, and the batch's
-LogDurable still covers it: the later write that superseded it follows in
-the same resend. A raft actor that sends an impossible write outside a
-resend has a bug; the warning names it, and LogDurable.last_index (the WAL's
-real last index) is there for the raft actor to check.
+state is the sequence's), it is counted in `rejected`, and it is not
+acknowledged by itself: the acknowledgement of the later write that
+superseded it, which follows in the same resend, covers it, and the raft
+actor checks that one's log end. A raft actor that sends an impossible write
+outside a resend has a bug; the warning names it, and no acknowledgement
+ever covers it.
 
 Failures
 --------
@@ -73,13 +84,13 @@ from sandzmq.transport import Envelope, Inbox, PeerLink
 from .base import SocketActor
 from .layout import LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
-from .protocol import TO_LOG_STORE, LogDurable, LogState, LogSync, LogWrite
+from .protocol import TO_LOG_STORE, LogDurable, LogGap, LogState, LogSync, LogWrite
 
 log = logging.getLogger(__name__)
 
 
 class LogStoreActor(SocketActor):
-    """See the module docstring. Counters (`writes`, `syncs`, `resent`,
+    """See the module docstring. Counters (`writes`, `syncs`, `gaps`,
     `rejected`, `unexpected`) are read from the actor's own thread (status)."""
 
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
@@ -95,11 +106,14 @@ class LogStoreActor(SocketActor):
         self._pending: int | None = None  # write_id of the last write appended but not yet synced
         self._must_sync = False  # an appended write carries entries, or a new term or vote
         self._durable = 0  # write_id of the last write made durable (LogState.write_id)
-        self._last_received = 0
+        self._epoch = 0  # of the raft actor whose writes are taken (LogSync)
+        self._sync_nonce = 0  # of the last LogSync
+        self._expected = 1  # the write id taken next
+        self._gap_reported = False  # one LogGap per gap: the rest of the stream would repeat it
         self._failed = False
         self.writes = 0  # LogWrites appended
         self.syncs = 0  # fsyncs (group commits): writes / syncs is writes per fsync
-        self.resent = 0  # writes whose id was not above the previous one
+        self.gaps = 0  # writes refused because they were not the next of their epoch
         self.rejected = 0  # writes the WAL refused (see the module docstring)
         self.unexpected = 0  # well-formed messages that are not for the log-store
 
@@ -159,9 +173,15 @@ class LogStoreActor(SocketActor):
             return
         kind = type(message)
         if kind is LogWrite:
-            self._append(message)
+            if message.epoch == self._epoch and message.write_id == self._expected:
+                self._expected += 1
+                self._append(message)
+            else:
+                self._on_gap(message)
         elif kind is LogSync:
             self._commit(force=True)
+            self._epoch, self._expected, self._sync_nonce = message.epoch, message.next_write_id, message.nonce
+            self._gap_reported = False
             if not self._failed:
                 self._send_state(message.nonce)
         else:
@@ -176,19 +196,24 @@ class LogStoreActor(SocketActor):
 
     # ------------------------------------------------------------------ internals
 
+    def _on_gap(self, write: LogWrite) -> None:
+        """`write` is not the next one: take nothing until the raft actor
+        resends from the missing one (see the module docstring)."""
+        self.gaps += 1
+        if not self._gap_reported:
+            self._gap_reported = True
+            log.warning(
+                "write %d of epoch %x is not the next (write %d of epoch %x): asking for a resend",
+                write.write_id, write.epoch, self._expected, self._epoch,
+            )
+            assert self.link is not None
+            self.link.send(LogGap(self._sync_nonce, self._expected))
+
     def _append(self, write: LogWrite) -> None:
         wal = self.wal
         assert wal is not None
-        if write.write_id <= self._last_received:
-            self.resent += 1
-        self._last_received = write.write_id
-        hs = write.hard_state
-        if write.entries:
+        if write.must_sync:
             self._must_sync = True
-        elif hs is not None:
-            recorded = wal.hard_state  # a copy: read it once
-            if (hs.term, hs.vote) != (recorded.term, recorded.vote):
-                self._must_sync = True
         try:
             try:
                 wal.append(write.entries, write.hard_state)
@@ -197,6 +222,7 @@ class LogStoreActor(SocketActor):
                 log.warning("write %d refused by the log (%s); keeping its hard state", write.write_id, exc)
                 if write.hard_state is not None:
                     wal.append([], write.hard_state)
+                return  # not acknowledged by itself (see the module docstring)
         except StorageError as exc:
             self._fail(exc)
             return
@@ -220,7 +246,7 @@ class LogStoreActor(SocketActor):
             return
         self._durable, self._pending = self._pending, None
         assert self.link is not None
-        self.link.send(LogDurable(self._durable, wal.last_index))
+        self.link.send(LogDurable(self._durable, wal.last_index, wal.last_term, self._epoch))
 
     def _send_state(self, nonce: int) -> None:
         wal = self.wal

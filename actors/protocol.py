@@ -171,6 +171,16 @@ class ClientReply:
         self.statuses.extend([int(status)] * count)
         self.values.extend([value] * count)
 
+    def halves(self) -> tuple[ClientReply, ClientReply] | None:
+        """Two replies with half the answers each, for a reply too large for
+        one frame (the transport splits it); None for one answer."""
+        n = len(self.request_ids)
+        if n < 2:
+            return None
+        h = n // 2
+        return (ClientReply(self.request_ids[:h], self.statuses[:h], self.values[:h]),
+                ClientReply(self.request_ids[h:], self.statuses[h:], self.values[h:]))
+
 
 @dataclass(slots=True)
 class StatusRequest:
@@ -249,26 +259,53 @@ register("c.status_reply", StatusReply, lambda m: [m.request_id, m.status], _dec
 @dataclass(slots=True)
 class LogWrite:
     """Append (superseding from entries[0].index) and/or record hard state.
-    Applied strictly in write_id order; acknowledged by LogDurable."""
+    Applied strictly in write_id order, and only if it is the next write of
+    the current `epoch` (a raft actor's life): anything else is a gap, never
+    applied (LogGap). Acknowledged by LogDurable. `must_sync` is the core's
+    word that the write carries something messages wait for (entries, term or
+    vote); one that only moves the commit index is not fsync'd."""
 
     write_id: int
     entries: list[Entry]
     hard_state: HardState | None
+    must_sync: bool = True
+    epoch: int = 0
 
 
 @dataclass(slots=True)
 class LogDurable:
-    """Every write up to write_id is on disk (fsync'd, when fsync is on)."""
+    """Every write of `epoch` up to write_id is on disk (fsync'd, when fsync is
+    on), and the log now ends at (last_index, last_term): the raft actor
+    checks that against what the core expects after that write."""
 
     write_id: int
     last_index: int
+    last_term: int = 0
+    epoch: int = 0
 
 
 @dataclass(slots=True)
 class LogSync:
-    """From a (re)starting raft actor: report what is durable (LogState)."""
+    """From the raft actor: report what is durable (LogState), and take
+    write `next_write_id` of `epoch` next (a raft actor's start, or its
+    resend of every unacknowledged write after a restart of the log-store
+    or a LogGap). Epoch 0 with next_write_id 1 is a log-store's state
+    before any raft actor spoke (tests drive it that way)."""
 
     nonce: int
+    epoch: int = 0
+    next_write_id: int = 1
+
+
+@dataclass(slots=True)
+class LogGap:
+    """From the log-store: a write arrived that is not the next one of the
+    current epoch (one was lost, or the epoch is not the one last synced),
+    so nothing from `expected` on is taken until a LogSync. `sync_nonce` is
+    the last LogSync it had: a raft actor that has synced since ignores it."""
+
+    sync_nonce: int
+    expected: int
 
 
 @dataclass(slots=True)
@@ -287,9 +324,11 @@ class LogState:
 
 
 def _dec_log_write(body: Any) -> LogWrite:
-    b = expect_list(body, 3, "LogWrite")
+    b = expect_list(body, 5, "LogWrite")
     hs = None if b[2] is None else decode_hard_state(b[2])
-    return LogWrite(expect_uint(b[0], "write_id"), decode_entries(b[1]), hs)
+    return LogWrite(
+        expect_uint(b[0], "write_id"), decode_entries(b[1]), hs, expect_bool(b[3], "must_sync"), expect_uint(b[4], "epoch")
+    )
 
 
 def _dec_log_state(body: Any) -> LogState:
@@ -304,16 +343,30 @@ def _dec_log_state(body: Any) -> LogState:
 register(
     "l.write",
     LogWrite,
-    lambda m: [m.write_id, encode_entries(m.entries), None if m.hard_state is None else encode_hard_state(m.hard_state)],
+    lambda m: [
+        m.write_id, encode_entries(m.entries), None if m.hard_state is None else encode_hard_state(m.hard_state),
+        m.must_sync, m.epoch,
+    ],
     _dec_log_write,
 )
 register(
     "l.durable",
     LogDurable,
-    lambda m: [m.write_id, m.last_index],
-    lambda b: LogDurable(*(expect_uint(v, "LogDurable") for v in expect_list(b, 2, "LogDurable"))),
+    lambda m: [m.write_id, m.last_index, m.last_term, m.epoch],
+    lambda b: LogDurable(*(expect_uint(v, "LogDurable") for v in expect_list(b, 4, "LogDurable"))),
 )
-register("l.sync", LogSync, lambda m: [m.nonce], lambda b: LogSync(expect_uint(expect_list(b, 1, "LogSync")[0], "nonce")))
+register(
+    "l.sync",
+    LogSync,
+    lambda m: [m.nonce, m.epoch, m.next_write_id],
+    lambda b: LogSync(*(expect_uint(v, "LogSync") for v in expect_list(b, 3, "LogSync"))),
+)
+register(
+    "l.gap",
+    LogGap,
+    lambda m: [m.sync_nonce, m.expected],
+    lambda b: LogGap(*(expect_uint(v, "LogGap") for v in expect_list(b, 2, "LogGap"))),
+)
 register(
     "l.state",
     LogState,
@@ -359,6 +412,18 @@ class ApplyResults:
     def results(self) -> list[tuple[int, int, int, Any]]:
         """(index, term, status, value) tuples: for tests and the slow path."""
         return list(zip(self.indexes, self.terms, self.statuses, self.values))
+
+    def halves(self) -> tuple[ApplyResults, ApplyResults] | None:
+        """Two messages with half the results each (both with the applied
+        index), for results too large for one frame; None for one result."""
+        n = len(self.indexes)
+        if n < 2:
+            return None
+        h = n // 2
+        return tuple(  # type: ignore[return-value]
+            ApplyResults(self.indexes[s], self.terms[s], self.statuses[s], self.values[s], self.applied_index)
+            for s in (slice(0, h), slice(h, n))
+        )
 
 
 @dataclass(slots=True)
@@ -439,7 +504,7 @@ CLIENT_REQUESTS: tuple[type, ...] = (ClientSubmit, ClientQuery, StatusRequest, C
 #: What a client takes back on its link to a node.
 CLIENT_ANSWERS: tuple[type, ...] = (ClientReply, StatusReply, ClusterHelloReply)
 #: The raft actor's private ipc socket, from the log-store (identity "log")...
-FROM_LOG_STORE: tuple[type, ...] = (LogDurable, LogState)
+FROM_LOG_STORE: tuple[type, ...] = (LogDurable, LogState, LogGap)
 #: ... and from the apply actor (identity "apply").
 FROM_APPLY: tuple[type, ...] = (ApplyResults, ApplyState, LocalQueryResult)
 #: The log-store's and the apply actor's sockets, from the raft actor (identity "raft").

@@ -8,8 +8,10 @@ leader's disk write runs in parallel with replication, dissertation 10.2.1),
 committed entries to the apply actor, results back to the clients.
 
 What it keeps besides the core:
-- the writes the log-store has not yet acknowledged, to resend them in order
-  if the log-store restarts (appends supersede, so a resend is harmless);
+- the writes the log-store has not yet acknowledged, with where the log must
+  end after each, to resend them in order if the log-store restarts, reports
+  a gap, or acknowledges a write with its log ending elsewhere than the core
+  expects (appends supersede, so a resend is harmless; see log_store.py);
 - the client requests proposed on this leader, by log index, until the apply
   actor returns their results (an entry committed at that index with another
   term means the proposal was lost: the client is told LOST and retries with
@@ -23,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from collections import deque
 from typing import Any
 
@@ -30,7 +33,7 @@ from sandzmq.config import ClusterConfig
 from sandzmq.raft import CoreConfig, MemoryLog, Message, NotLeader, RaftCore, Role
 from sandzmq.raft.messages import MESSAGE_TYPES, AppendEntries
 from sandzmq.storage import WalReader
-from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Peers
+from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Peers, receive_hwm
 
 from .base import SocketActor
 from .layout import APPLY_IDENTITY, LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
@@ -51,6 +54,7 @@ from .protocol import (
     LocalQuery,
     LocalQueryResult,
     LogDurable,
+    LogGap,
     LogState,
     LogSync,
     LogWrite,
@@ -65,6 +69,10 @@ log = logging.getLogger(__name__)
 _PEER_MESSAGE_TYPES = tuple(MESSAGE_TYPES)
 MEMORY_TAIL_ENTRIES = 50_000  # committed entries kept in memory; older ones are read from the WAL
 MAX_PENDING_REQUESTS = 100_000  # proposals awaiting results on a leader; beyond it clients get BUSY
+MAX_PENDING_LOCAL_QUERIES = 10_000  # local reads the apply actor has not answered; beyond it: BUSY
+#: Unacknowledged writes older than this are resent (a LogGap lost on the way,
+#: or a log-store that dropped them): the resend is harmless, a stuck log is not.
+LOG_RESEND_AFTER_S = 5.0
 CONSISTENCY_LEVELS = ("linearizable", "lease", "local")
 
 
@@ -107,7 +115,12 @@ class RaftActor(SocketActor):
         self.foreign_messages = 0  # peer messages not addressed to this node or from a non-member
         self._log_incarnation: int | None = None
         self._sync_nonce = 0
-        self._unacked: deque[LogWrite] = deque()
+        self._epoch = int.from_bytes(os.urandom(6), "big") | 1  # this actor's life: its write ids are its own
+        # Writes sent and not acknowledged: (write, last index and term the log must have after it).
+        self._unacked: deque[tuple[LogWrite, int, int]] = deque()
+        self._unacked_since = 0.0  # when the oldest of them was sent, or last progress
+        self._next_write_id = 1  # the id of the core's next write
+        self._last_resync = 0.0
         # Client messages waiting for this loop turn's proposal: (identity, first request id, payloads).
         self._proposals: list[tuple[bytes, int, list[bytes]]] = []
         self._proposal_count = 0
@@ -117,7 +130,8 @@ class RaftActor(SocketActor):
         self._query_ids = itertools.count(1)
         self._last_role: tuple[Role, int] | None = None
         #: Cumulative counters for `status` and `sandzmq bench` (batching at each hop).
-        self.stats: dict[str, int] = dict.fromkeys(("append_messages", "append_entries", "fsyncs", "fsync_entries"), 0)
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("append_messages", "append_entries", "fsyncs", "fsync_entries", "log_resyncs", "log_mismatches"), 0)
 
     # ------------------------------------------------------------------ sockets
 
@@ -128,10 +142,19 @@ class RaftActor(SocketActor):
         # peers' messages on the raft port, clients' on the client port, and
         # the log-store's and apply actor's only on the private ipc socket,
         # each from its own identity.
-        self.peer_inbox = Inbox(node.raft, self.envelope, accept={ANY_SENDER: tags_of(*MESSAGE_TYPES)})
+        # The public ports take frames only as large as the messages they carry,
+        # and queue a bounded number of bytes per connection.
+        opts = self.config.raft
+        self.peer_inbox = Inbox(
+            node.raft, self.envelope, accept={ANY_SENDER: tags_of(*MESSAGE_TYPES)},
+            max_frame_bytes=opts.peer_frame_bytes, rcvhwm=receive_hwm(opts.peer_frame_bytes),
+        )
         # The client port also answers the discovery handshake from any cluster name.
         client_envelope = Envelope(self.config.name, drops=self.envelope.drops, open_tags=frozenset({HELLO_TAG}))
-        self.client_inbox = Inbox(node.client, client_envelope, accept={ANY_SENDER: tags_of(*CLIENT_REQUESTS)})
+        self.client_inbox = Inbox(
+            node.client, client_envelope, accept={ANY_SENDER: tags_of(*CLIENT_REQUESTS)},
+            max_frame_bytes=opts.client_frame_bytes, rcvhwm=receive_hwm(opts.client_frame_bytes),
+        )
         self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope, accept={
             LOG_IDENTITY.encode(): tags_of(*FROM_LOG_STORE),
             APPLY_IDENTITY.encode(): tags_of(*FROM_APPLY),
@@ -154,8 +177,20 @@ class RaftActor(SocketActor):
                 sock.close()
 
     def _request_log_state(self) -> None:
+        """LogSync: report what is durable, and take our writes from the next one on."""
         self._sync_nonce += 1
-        self.log_link.send(LogSync(self._sync_nonce))
+        self.log_link.send(LogSync(self._sync_nonce, self._epoch, self._next_write_id))
+
+    def _resend_writes(self, why: str) -> None:
+        """LogSync from the first unacknowledged write, then every unacknowledged write, in order."""
+        first = self._unacked[0][0].write_id if self._unacked else self._next_write_id
+        log.warning("%s: resending %d unacknowledged writes from write %d", why, len(self._unacked), first)
+        self._sync_nonce += 1
+        self.log_link.send(LogSync(self._sync_nonce, self._epoch, first))
+        for write, _, _ in self._unacked:
+            self.log_link.send(write)
+        self.stats["log_resyncs"] += 1
+        self._last_resync = self._unacked_since = time.monotonic()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -184,6 +219,8 @@ class RaftActor(SocketActor):
                 return self.status()
         elif isinstance(message, LogState):
             self._on_log_state(message)
+        elif isinstance(message, LogGap):
+            self._on_log_gap(message)
         elif isinstance(message, ClusterHello) and reply_to is not None:
             self.client_inbox.reply(reply_to, ClusterHelloReply(message.nonce, self.config.name))
         else:
@@ -198,6 +235,8 @@ class RaftActor(SocketActor):
         if core is None:
             self._request_log_state()  # the log-store may still be starting
             return
+        if self._unacked and time.monotonic() - self._unacked_since > LOG_RESEND_AFTER_S:
+            self._resend_writes("no acknowledgement from the log-store")
         core.tick()
         settled = min(core.commit, core.durable_index)
         if settled - core.log.memory_first_index > 2 * MEMORY_TAIL_ENTRIES:
@@ -228,10 +267,13 @@ class RaftActor(SocketActor):
         elif state.incarnation != self._log_incarnation:
             # The log-store restarted: whatever it had not acknowledged may be
             # lost. Resend it all, in order; appends supersede, so it is harmless.
-            log.warning("log-store restarted (pid %s): resending %d unacknowledged writes", state.pid, len(self._unacked))
-            for write in self._unacked:
-                self.log_link.send(write)
+            self._log_incarnation = state.incarnation
+            self._resend_writes(f"log-store restarted (pid {state.pid})")
         self._log_incarnation = state.incarnation
+
+    def _on_log_gap(self, gap: LogGap) -> None:
+        if gap.sync_nonce >= self._sync_nonce:  # (an older one: the LogSync sent since covers it)
+            self._resend_writes(f"the log-store misses write {gap.expected}")
 
     def _start_core(self, state: LogState) -> None:
         # Load only a tail: entries up to `memory_from` are committed and
@@ -257,10 +299,29 @@ class RaftActor(SocketActor):
         )
 
     def _on_durable(self, ack: LogDurable) -> None:
+        """Writes up to ack.write_id are durable, if the log ends where the
+        core expects after that write; otherwise the log-store lost or refused
+        something, and everything unacknowledged is resent instead."""
         unacked = self._unacked
+        if ack.epoch != self._epoch or not unacked or ack.write_id < unacked[0][0].write_id:
+            return  # a previous raft actor's write, or one already covered
+        position = ack.write_id - unacked[0][0].write_id
+        if position >= len(unacked):
+            log.error("the log-store acknowledged write %d, which was never sent", ack.write_id)
+            self.stats["log_mismatches"] += 1
+            return
+        _, last_index, last_term = unacked[position]
+        if (ack.last_index, ack.last_term) != (last_index, last_term):
+            self.stats["log_mismatches"] += 1
+            if time.monotonic() - self._last_resync > 1.0:
+                self._resend_writes(
+                    f"the log-store acknowledged write {ack.write_id} with its log ending at "
+                    f"({ack.last_index}, {ack.last_term}), not ({last_index}, {last_term})")
+            return
         made_durable = 0
-        while unacked and unacked[0].write_id <= ack.write_id:
-            made_durable += len(unacked.popleft().entries)
+        for _ in range(position + 1):
+            made_durable += len(unacked.popleft()[0].entries)
+        self._unacked_since = time.monotonic()
         if made_durable:  # one acknowledgement per fsync (group commit); commit-only writes are not fsync'd
             stats = self.stats
             stats["fsyncs"] += 1
@@ -343,6 +404,9 @@ class RaftActor(SocketActor):
             self._reply(identity, query.request_id, ReplyStatus.ERROR, f"unknown consistency {query.consistency!r}")
             return
         if query.consistency == "local":
+            if len(self._local_queries) >= MAX_PENDING_LOCAL_QUERIES:
+                self._reply(identity, query.request_id, ReplyStatus.BUSY, "too many local queries in flight")
+                return
             query_id = next(self._query_ids)
             self._local_queries[query_id] = (identity, query.request_id)
             self.apply_link.send(LocalQuery(query_id, query.query))
@@ -350,6 +414,10 @@ class RaftActor(SocketActor):
         # linearizable and lease: through the log until ReadIndex lands, so the
         # answer reflects every write committed before the query arrived.
         refusal = self._refusal()
+        limit = self.config.raft.max_batch_bytes
+        if refusal is None and len(query.query) > limit:
+            # As a log entry it could never be replicated: it would exceed every AppendEntries.
+            refusal = ReplyStatus.ERROR, f"query of {len(query.query)} bytes exceeds max_batch_bytes ({limit})"
         if refusal is not None:
             self._reply(identity, query.request_id, *refusal)
         else:
@@ -402,9 +470,13 @@ class RaftActor(SocketActor):
                 stats["append_messages"] += 1
                 stats["append_entries"] += len(m.entries)
             peers.send(m.dst, m)
-        if ready.write is not None:
-            write = LogWrite(ready.write.write_id, ready.write.entries, ready.write.hard_state)
-            self._unacked.append(write)
+        w = ready.write
+        if w is not None:
+            write = LogWrite(w.write_id, w.entries, w.hard_state, w.must_sync, self._epoch)
+            if not self._unacked:
+                self._unacked_since = time.monotonic()
+            self._unacked.append((write, w.last_index, w.last_term))
+            self._next_write_id = w.write_id + 1
             self.log_link.send(write)
         if ready.committed:
             self.apply_link.send(ApplyBatch(ready.committed, bool(self._pending)))

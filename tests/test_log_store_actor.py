@@ -21,7 +21,7 @@ import pytest
 from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.log_store import LogStoreActor
 from sandzmq.actors.process import EXIT_FAILURE, EXIT_REFUSED, requested_exit
-from sandzmq.actors.protocol import ApplyState, LogDurable, LogState, LogSync, LogWrite
+from sandzmq.actors.protocol import ApplyState, LogDurable, LogGap, LogState, LogSync, LogWrite
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import Entry, EntryKind, HardState
 from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog
@@ -51,8 +51,9 @@ class FakeRaft(PartnerRaft):
             acks.append(self.expect(LogDurable))
         return acks
 
-    def state(self, nonce: int) -> LogState:
-        self.send(LogSync(nonce))
+    def state(self, nonce: int, next_write_id: int = 1) -> LogState:
+        """Ask for the state, announcing `next_write_id` as the next write (epoch 0)."""
+        self.send(LogSync(nonce, 0, next_write_id))
         while True:
             msg = self.receive()
             if isinstance(msg, LogState) and msg.nonce == nonce:
@@ -127,7 +128,7 @@ def test_write_is_acknowledged_once_durable(node: Node) -> None:
     node.raft.expect(LogState)
     hs = HardState(1, "n1", 0)
     node.raft.send(LogWrite(1, [Entry(1, 1, b"", EntryKind.NOOP), *entries(2, 3)], hs))
-    assert node.raft.expect(LogDurable) == LogDurable(1, 3)
+    assert node.raft.expect(LogDurable) == LogDurable(1, 3, 1)
     state = node.raft.state(nonce=7)
     assert state == LogState(7, os.getpid(), state.incarnation, hs, 1, 3, 1, 1)
     with node.wal() as wal:
@@ -139,7 +140,7 @@ def test_hard_state_only_write(node: Node) -> None:
     node.start()
     node.raft.expect(LogState)
     node.raft.send(LogWrite(1, [], HardState(3, "n2", 0)))
-    assert node.raft.expect(LogDurable) == LogDurable(1, 0)
+    assert node.raft.expect(LogDurable) == LogDurable(1, 0, 0)
     assert node.raft.state(1).hard_state == HardState(3, "n2", 0)
 
 
@@ -148,13 +149,13 @@ def test_a_write_that_only_moves_commit_is_acknowledged_without_an_fsync(node: N
     node.raft.expect(LogState)
     stats = ref.proxy()
     node.raft.send(LogWrite(1, entries(1, 2), HardState(1, "n1", 0)))
-    assert node.raft.expect(LogDurable) == LogDurable(1, 2)
+    assert node.raft.expect(LogDurable) == LogDurable(1, 2, 1)
     assert stats.syncs.get() == 1
-    node.raft.send(LogWrite(2, [], HardState(1, "n1", 2)))  # commit only: no fsync needed
-    assert node.raft.expect(LogDurable) == LogDurable(2, 2)
+    node.raft.send(LogWrite(2, [], HardState(1, "n1", 2), must_sync=False))  # commit only: the core says no fsync
+    assert node.raft.expect(LogDurable) == LogDurable(2, 2, 1)
     assert stats.syncs.get() == 1
     node.raft.send(LogWrite(3, [], HardState(2, None, 2)))  # a new term must be durable
-    assert node.raft.expect(LogDurable) == LogDurable(3, 2)
+    assert node.raft.expect(LogDurable) == LogDurable(3, 2, 1)
     assert stats.syncs.get() == 2
     assert node.raft.state(5).hard_state == HardState(2, None, 2)  # the commit-only write was kept too
 
@@ -168,7 +169,7 @@ def test_one_fsync_and_one_ack_cover_a_batch_of_writes(node: Node) -> None:
     node.raft.expect(LogState)
     acks = node.raft.durable_until(100)
     assert len(acks) < 100, f"{len(acks)} LogDurables for 100 writes: no group commit"
-    assert acks[-1] == LogDurable(100, 100)
+    assert acks[-1] == LogDurable(100, 100, 1)
     assert [a.write_id for a in acks] == sorted({a.write_id for a in acks})
     stats = ref.proxy()
     assert stats.writes.get() == 100 and stats.syncs.get() == len(acks)
@@ -183,7 +184,7 @@ def test_writes_sent_to_a_running_log_store_are_grouped(node: Node) -> None:
     for i in range(1, 101):
         node.raft.send(LogWrite(i, entries(i, i), None))
     acks = node.raft.durable_until(100)
-    assert len(acks) < 100 and acks[-1] == LogDurable(100, 100)
+    assert len(acks) < 100 and acks[-1] == LogDurable(100, 100, 1)
 
 
 def test_supersede_replaces_the_suffix(node: Node) -> None:
@@ -191,8 +192,8 @@ def test_supersede_replaces_the_suffix(node: Node) -> None:
     node.raft.expect(LogState)
     node.raft.send(LogWrite(1, entries(1, 5, term=1), HardState(1, "n1", 0)))
     node.raft.send(LogWrite(2, entries(3, 4, term=2), HardState(2, None, 2)))
-    assert node.raft.durable_until(2)[-1] == LogDurable(2, 4)
-    state = node.raft.state(1)
+    assert node.raft.durable_until(2)[-1] == LogDurable(2, 4, 2)
+    state = node.raft.state(1, next_write_id=3)
     assert (state.last_index, state.last_term, state.hard_state) == (4, 2, HardState(2, None, 2))
     with node.wal() as wal:
         assert wal.entries(1, 5) == entries(1, 2, term=1) + entries(3, 4, term=2)
@@ -209,9 +210,12 @@ def test_restart_reports_what_is_durable(node: Node) -> None:
     node.start()
     state = node.raft.expect(LogState)
     assert state == LogState(0, os.getpid(), state.incarnation, HardState(2, "n1", 10), 1, 12, 2, 0)
-    # And it takes writes again: the raft actor's link reconnected on its own.
+    # And it takes writes again, once told which comes next: the raft
+    # actor's link reconnected on its own.
+    node.raft.send(LogSync(9, 0, 3))
+    assert node.raft.expect(LogState).nonce == 9
     node.raft.send(LogWrite(3, entries(13, 13, term=2), None))
-    assert node.raft.expect(LogDurable) == LogDurable(3, 13)
+    assert node.raft.expect(LogDurable) == LogDurable(3, 13, 2)
 
 
 def test_resent_writes_are_harmless(node: Node) -> None:
@@ -225,11 +229,11 @@ def test_resent_writes_are_harmless(node: Node) -> None:
     for w in writes:
         node.raft.send(w)
     node.raft.durable_until(3)
-    before = node.raft.state(1)
-    for w in writes[1:]:  # as the raft actor does when it sees a new log-store pid
+    before = node.raft.state(1, next_write_id=2)  # as the raft actor does when it sees a new log-store pid...
+    for w in writes[1:]:  # ... it resends every write not acknowledged
         node.raft.send(w)
-    assert node.raft.durable_until(3)[-1] == LogDurable(3, 9)
-    after = node.raft.state(2)
+    assert node.raft.durable_until(3)[-1] == LogDurable(3, 9, 1)
+    after = node.raft.state(2, next_write_id=4)
     assert (after.hard_state, after.last_index, after.last_term) == (before.hard_state, 9, 1)
     with node.wal() as wal:
         assert wal.entries(1, 10) == entries(1, 9)
@@ -248,12 +252,12 @@ def test_resend_after_a_supersede_ends_in_the_same_log(node: Node) -> None:
     for w in (w1, w2, w3):
         node.raft.send(w)
     node.raft.durable_until(3)
-    expected = node.raft.state(1)
+    expected = node.raft.state(1, next_write_id=2)
     assert (expected.last_index, expected.last_term) == (3, 2)
     node.raft.send(w2)
     node.raft.send(w3)
-    assert node.raft.durable_until(3)[-1] == LogDurable(3, 3)
-    after = node.raft.state(2)
+    assert node.raft.durable_until(3)[-1] == LogDurable(3, 3, 2)  # w2, refused, is covered by w3's
+    after = node.raft.state(2, next_write_id=4)
     assert (after.hard_state, after.last_index, after.last_term) == (expected.hard_state, 3, 2)
     assert ref.proxy().rejected.get() == 1
     with node.wal() as wal:
@@ -264,10 +268,47 @@ def test_sync_reports_writes_received_before_it(node: Node) -> None:
     node.start()
     node.raft.expect(LogState)
     node.raft.send(LogWrite(1, entries(1, 4), None))
-    node.raft.send(LogSync(5))
+    node.raft.send(LogSync(5, 0, 2))
     first, second = node.raft.receive(), node.raft.receive()
-    assert first == LogDurable(1, 4)
+    assert first == LogDurable(1, 4, 1)
     assert isinstance(second, LogState) and (second.nonce, second.last_index, second.write_id) == (5, 4, 1)
+
+
+def test_a_lost_write_is_never_acknowledged_and_the_log_store_asks_for_it(node: Node) -> None:
+    """Regression (issue 8): write 1 = entries 1..3, write 2 lost, write 3 =
+    entries 7..9 gave LogDurable(3, last_index=3), and the core took 4..9
+    as durable. Now write 3 is not even applied: the log-store asks for
+    write 2, and takes 2 and 3 once they are resent after a LogSync."""
+    ref = node.start()
+    node.raft.expect(LogState)
+    w1, w2, w3 = LogWrite(1, entries(1, 3), None), LogWrite(2, entries(4, 6), None), LogWrite(3, entries(7, 9), None)
+    node.raft.send(w1)
+    assert node.raft.expect(LogDurable) == LogDurable(1, 3, 1)
+    node.raft.send(w3)  # write 2 was lost on the way
+    assert node.raft.expect(LogGap) == LogGap(0, 2)
+    node.raft.send(LogWrite(4, entries(10, 10), None))  # the rest of the stream: still nothing, and no second LogGap
+    node.raft.nothing_within(0.2)
+    assert ref.proxy().gaps.get() == 2
+    with node.wal() as wal:
+        assert wal.last_index == 3
+    node.raft.send(LogSync(8, 0, 2))
+    assert node.raft.expect(LogState).last_index == 3
+    node.raft.send(w2)
+    node.raft.send(w3)
+    assert node.raft.durable_until(3)[-1] == LogDurable(3, 9, 1)
+
+
+def test_a_write_of_another_epoch_is_a_gap(node: Node) -> None:
+    """A restarted raft actor numbers its writes afresh under a new epoch: its
+    write 1 must not pass for the previous raft actor's write 1."""
+    node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 1), None, epoch=77))
+    assert isinstance(node.raft.expect(LogGap), LogGap)
+    node.raft.send(LogSync(3, 77, 1))
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 1), None, epoch=77))
+    assert node.raft.expect(LogDurable) == LogDurable(1, 1, 1, 77)
 
 
 def test_messages_for_others_are_counted_and_ignored(node: Node) -> None:
@@ -346,7 +387,7 @@ def test_process_stops_on_sigterm_with_status_0(tmp_path: Path) -> None:
         state = raft.expect(LogState)  # it is up
         assert state.pid == proc.pid
         raft.send(LogWrite(1, entries(1, 2), HardState(1, "n1", 0)))
-        assert raft.expect(LogDurable) == LogDurable(1, 2)
+        assert raft.expect(LogDurable) == LogDurable(1, 2, 1)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code, stderr = finish(proc)

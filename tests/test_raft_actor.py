@@ -22,6 +22,7 @@ from sandzmq.actors.protocol import (
     ApplyResults,
     ApplyState,
     LogDurable,
+    LogGap,
     LogState,
     LogSync,
     LogWrite,
@@ -46,7 +47,7 @@ class Node:
         self.apply = FakePartner(self.layout, self.envelope, "apply")
         self.ref: pykka.ActorRef[Any] = RaftActor.start(self.config, "n1")
         self.attackers: list[PeerLink] = []
-        self.last_index = 0  # of the stand-in log-store's log
+        self.last_index = self.last_term = 0  # where the stand-in log-store's log ends
 
     def status(self) -> dict[str, Any]:
         return self.ref.proxy().status().get(timeout=DEADLINE_S)
@@ -78,9 +79,13 @@ class Node:
 
     def ack(self, write: LogWrite) -> None:
         """Acknowledge `write` as the real log-store would: on the ipc socket, from "log"."""
+        self.log.send(self.durable(write))
+
+    def durable(self, write: LogWrite) -> LogDurable:
+        """The LogDurable the log-store sends once `write` is on disk."""
         if write.entries:
-            self.last_index = write.entries[-1].index
-        self.log.send(LogDurable(write.write_id, self.last_index))
+            self.last_index, self.last_term = write.entries[-1].index, write.entries[-1].term
+        return LogDurable(write.write_id, self.last_index, self.last_term, write.epoch)
 
     def ack_until(self, predicate: Any, what: str) -> None:
         """Acknowledge every write at once, as a fast disk would, until the
@@ -137,12 +142,14 @@ def test_a_forged_log_durable_on_a_public_port_does_not_make_a_vote_durable(node
     node.start_empty()
     vote = node.log_expect(LogWrite)  # its campaign: term 1, vote for itself, not yet durable
     assert vote.hard_state is not None and vote.hard_state.vote == "n1"
-    node.attack("client", LogDurable(10**9, 10**9))
-    node.attack("raft", LogDurable(10**9, 10**9))
-    status = node.wait_status(lambda s: s["drops"]["wrong_socket"] >= 2, "both forgeries counted")
+    ack = node.durable(vote)  # exactly the right acknowledgement...
+    node.attack("client", ack)  # ... from the wrong sockets
+    node.attack("raft", ack)
+    node.attack("client", LogDurable(10**9, 10**9, 1, vote.epoch))
+    status = node.wait_status(lambda s: s["drops"]["wrong_socket"] >= 3, "the forgeries counted")
     assert status["role"] != "leader", "a forged acknowledgement made the vote count"
-    assert status["dropped"] >= 2
-    node.log.send(LogDurable(vote.write_id, 0))  # the real log-store, on the ipc socket, from "log"
+    assert status["dropped"] >= 3
+    node.log.send(ack)  # the real log-store, on the ipc socket, from "log"
     node.wait_status(lambda s: s["role"] == "leader", "leadership once the vote is really durable")
 
 
@@ -168,3 +175,31 @@ def test_forged_apply_results_on_a_public_port_give_no_client_a_false_ok(node: N
         assert future.result(timeout=DEADLINE_S) == "real"
     finally:
         client.close()
+
+
+def test_an_acknowledgement_with_the_log_ending_elsewhere_counts_nothing_and_the_writes_are_resent(node: Node) -> None:
+    """The raft actor checks the log-store's word (issue 8 item 4): a write
+    acknowledged with a log end other than the core expects is not durable."""
+    node.start_empty()
+    vote = node.log_expect(LogWrite)
+    node.log.send(LogDurable(vote.write_id, 5, 1, vote.epoch))  # "durable, and my log ends at 5": it cannot
+    sync = node.log_expect(LogSync)
+    assert (sync.epoch, sync.next_write_id) == (vote.epoch, vote.write_id)
+    assert node.log_expect(LogWrite) == vote  # resent as it was
+    status = node.status()
+    assert status["role"] != "leader" and status["stats"]["log_mismatches"] == 1
+    node.ack(vote)
+    node.wait_status(lambda s: s["role"] == "leader", "leadership once the vote is durable")
+
+
+def test_a_log_gap_makes_the_raft_actor_resend_from_the_first_unacknowledged_write(node: Node) -> None:
+    node.start_empty()
+    vote = node.log_expect(LogWrite)
+    node.log.send(LogGap(sync_nonce=10**6, expected=vote.write_id))  # (a nonce past every LogSync: not stale)
+    sync = node.log_expect(LogSync)
+    assert (sync.epoch, sync.next_write_id) == (vote.epoch, vote.write_id)
+    assert node.log_expect(LogWrite) == vote
+    node.log.send(LogGap(sync_nonce=0, expected=vote.write_id))  # stale: a LogSync was sent since
+    node.ack(vote)
+    node.wait_status(lambda s: s["role"] == "leader", "leadership once the vote is durable")
+    assert node.status()["stats"]["log_resyncs"] == 1
