@@ -78,7 +78,7 @@ from sandzmq.actors.protocol import (
     StatusReply,
     StatusRequest,
 )
-from sandzmq.config import ClusterConfig, load_config
+from sandzmq.config import MIN_CLIENT_FRAME_BYTES, ClusterConfig, load_config
 from sandzmq.errors import ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
 from sandzmq.replicator.futures import LightFuture
 from sandzmq.state_machine import check_consistency
@@ -219,18 +219,22 @@ class Client:
         resend_interval: float | None = None,
         home: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_frame_bytes: int = MIN_CLIENT_FRAME_BYTES,
     ) -> None:
         """`addresses`: client addresses to try, in order; `node_addresses`:
         node id -> client address, for query(node=...) and leader hints that
         name only an id; `resend_interval`: fixed silence before a resend
         (default: from each call's timeout); `home`: the connected node of
         connect mode, which status() and local queries ask by default
-        (default: the first address when not following the leader)."""
+        (default: the first address when not following the leader);
+        `max_message_bytes`: the largest answer taken; `max_frame_bytes`:
+        the largest frame the nodes' client ports take (a command is at
+        most that, less the framing)."""
         if not addresses:
             raise ValueError("a Client needs at least one node address")
         self._envelope = Envelope(cluster, max_message_bytes=max_message_bytes)
         self._answers = self._envelope.registry.tags_of(*CLIENT_ANSWERS)  # all a node may send back
-        self._max_command = max_message_bytes - _FRAME_OVERHEAD
+        self._max_command = min(max_message_bytes, max_frame_bytes) - _FRAME_OVERHEAD
         self._follow = follow_leader
         self._book: dict[str, str] = dict(node_addresses or {})  # node id -> client address
         self._rotation: list[str] = list(dict.fromkeys(addresses))
@@ -294,6 +298,7 @@ class Client:
             follow_leader=True,
             node_addresses={node.id: node.client for node in config.nodes},
             resend_interval=resend_interval,
+            max_frame_bytes=config.raft.client_frame_bytes,
         )
 
     @classmethod
@@ -316,10 +321,12 @@ class Client:
         (ClusterUnavailable if it does not answer within a few seconds).
         """
         book: dict[str, str] = {}
+        frame_bytes = MIN_CLIENT_FRAME_BYTES
         if config is not None:
             loaded = config if isinstance(config, ClusterConfig) else load_config(config)
             cluster = cluster or loaded.name
             book = {node.id: node.client for node in loaded.nodes}
+            frame_bytes = loaded.raft.client_frame_bytes
         if not cluster:
             cluster = discover_cluster(address)
         return cls(
@@ -329,6 +336,7 @@ class Client:
             node_addresses=book,
             resend_interval=resend_interval,
             home=address,
+            max_frame_bytes=frame_bytes,
         )
 
     # ------------------------------------------------------------ public API

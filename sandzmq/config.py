@@ -24,6 +24,14 @@ from sandzmq.errors import ConfigError
 from sandzmq.state_machine import resolve_state_machine
 
 
+#: The largest max_batch_bytes: a command may be that large, and every frame
+#: between a node's actors (64 MiB) must hold one next to a batch of others.
+MAX_BATCH_BYTES = 16 << 20
+#: The smallest client-port frame limit, whatever max_batch_bytes says: what
+#: a client that knows nothing of the node's config may send.
+MIN_CLIENT_FRAME_BYTES = 16 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class RaftOptions:
     """Tuning of the Raft core and its actors (the `[raft]` table); every field has a default."""
@@ -39,6 +47,21 @@ class RaftOptions:
     pre_vote: bool = True  # a node that was cut off cannot disrupt the leader on its return
     check_quorum: bool = True  # a leader that cannot hear a majority steps down
     tick_ms: int = 10  # the core's logical clock; timeouts are counted in ticks
+
+    @property
+    def peer_frame_bytes(self) -> int:
+        """The largest frame a node's raft port takes: an AppendEntries holds
+        at most max_batch_bytes of entry data (or one command, which is no
+        larger), plus per-entry overhead. Larger frames are discarded by
+        libzmq before they reach Python."""
+        return 2 * self.max_batch_bytes + (1 << 20)
+
+    @property
+    def client_frame_bytes(self) -> int:
+        """The largest frame a node's client port takes: a client's batch of
+        commands (the client library cuts batches well below this) or one
+        command of up to max_batch_bytes."""
+        return max(MIN_CLIENT_FRAME_BYTES, self.max_batch_bytes + (1 << 20))
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +217,12 @@ class _Reader:
                 culprit("heartbeat_ms", "election_timeout_ms"),
                 f"heartbeat_ms ({heartbeat}) must be below the election timeout minimum ({low}), "
                 "or followers start elections against a live leader",
+            )
+        if options.max_batch_bytes > MAX_BATCH_BYTES:
+            raise self.error(
+                "raft.max_batch_bytes",
+                f"{options.max_batch_bytes} is above the limit of {MAX_BATCH_BYTES} bytes "
+                "(one command can be that large, and every message between a node's processes must hold one)",
             )
         if options.tick_ms > heartbeat:
             raise self.error(

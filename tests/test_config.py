@@ -311,3 +311,16 @@ def test_check_node_ids(tmp_path: Path) -> None:
         check_node_ids(config, ["n1", "n9"])
     assert_reported(info.value, config.path, "--node", "unknown node 'n9'")
     assert "n1, n2, n3" in str(info.value)
+
+
+def test_max_batch_bytes_above_16_mib_is_refused(tmp_path):
+    """A command may be max_batch_bytes long, and every frame between a node's
+    processes must hold one: a larger value would make messages that can never
+    be sent."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[cluster]\nname = "c"\nstate_machine = "kv"\n[raft]\nmax_batch_bytes = 16777217\n'
+        '[[nodes]]\nid = "n1"\nraft = "tcp://127.0.0.1:7001"\nclient = "tcp://127.0.0.1:7101"\n'
+    )
+    with pytest.raises(ConfigError, match="raft.max_batch_bytes"):
+        load_config(path)

@@ -21,7 +21,7 @@ from .envelope import (
     Registry,
     register,
 )
-from .sockets import Inbox, PeerLink, Peers, Poller, context, drain, terminate_context
+from .sockets import Inbox, PeerLink, Peers, Poller, context, drain, receive_hwm, terminate_context
 
 __all__ = [
     "ANY_SENDER",
@@ -40,6 +40,7 @@ __all__ = [
     "SendDrops",
     "context",
     "drain",
+    "receive_hwm",
     "ipc_endpoint",
     "register",
     "terminate_context",

@@ -47,7 +47,7 @@ import zmq
 
 from .counters import DropCounters, SendDrops
 from .endpoints import ipc_path
-from .envelope import ANY_SENDER, Acceptance, Envelope
+from .envelope import ANY_SENDER, Acceptance, Envelope, MessageTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,20 @@ log = logging.getLogger(__name__)
 #: drops), it loses nothing silently here.
 INBOX_SNDHWM = 10_000
 INBOX_RCVHWM = 10_000
+
+#: A public port's receive queue, per connection, in bytes: HWMs count
+#: messages, so a port that takes frames of up to F bytes gets an RCVHWM of
+#: about this over F (receive_hwm). Past it libzmq stops reading from that
+#: connection and TCP pushes back on the sender: one sender cannot fill the
+#: node's memory. (Many senders still can, each with its own queue: that is
+#: for authentication, CURVE, to close.)
+RECEIVE_BUDGET_BYTES = 256 << 20
+
+
+def receive_hwm(max_frame_bytes: int) -> int:
+    """The RCVHWM for a public port taking frames of up to max_frame_bytes."""
+    return max(16, min(INBOX_RCVHWM, RECEIVE_BUDGET_BYTES // max_frame_bytes))
+
 
 #: PeerLink (DEALER) send queue. Raft traffic to one peer is bounded by the
 #: core's flow control (max_inflight AppendEntries plus heartbeats and
@@ -102,6 +116,10 @@ HEARTBEAT_TIMEOUT_MS = 10_000
 #: 164 vs 36 us per 64-entry AppendEntries; 1,000: 69 us; see the report in
 #: bench/micro_transport.py --gc-gen0).
 DEFAULT_DRAIN = 1_024
+#: ... and one drain stops once it holds this many bytes (at least one
+#: message): a sender of large frames must not make one loop turn hold
+#: gigabytes.
+DEFAULT_DRAIN_BYTES = 32 << 20
 
 _MONITOR_EVENTS = (
     zmq.EVENT_DISCONNECTED
@@ -207,22 +225,29 @@ _NOTHING: frozenset[int | str] = frozenset()
 _next_unencodable_log = 0.0
 
 
-def _encode_or_count(envelope: Envelope, msg: object, drops: SendDrops) -> bytes | None:
-    """The frame of `msg`, or None after counting it as unencodable (logged at
-    most once a second: a sender that builds bad messages in a loop must not
-    fill the disk). An unregistered class is a bug in the caller: it raises."""
+def encode_frames(envelope: Envelope, msg: Any, drops: SendDrops) -> list[bytes]:
+    """The frames that carry `msg`: one, or, for a message above the frame
+    limit that can be split (a `halves()` method: the columnar batches of
+    answers and results), as many as it takes. A message that cannot be
+    encoded at all is counted as unencodable and logged at most once a
+    second (a sender that builds bad messages in a loop must not fill the
+    disk). An unregistered class is a bug in the caller: it raises."""
     global _next_unencodable_log
     try:
-        return envelope.encode(msg)
+        return [envelope.encode(msg)]
     except Exception as exc:  # MessageTooLarge, or msgpack's TypeError/ValueError/OverflowError
         if envelope.registry.by_cls(type(msg)) is None:
             raise
+        halves = getattr(msg, "halves", None)
+        parts = halves() if isinstance(exc, MessageTooLarge) and halves is not None else None
+        if parts is not None:
+            return encode_frames(envelope, parts[0], drops) + encode_frames(envelope, parts[1], drops)
         drops.unencodable += 1
         now = time.monotonic()
         if now >= _next_unencodable_log:
             _next_unencodable_log = now + 1.0
             log.error("dropped a %s that cannot be sent (%d so far): %s", type(msg).__name__, drops.unencodable, exc)
-        return None
+        return []
 
 
 def _identity_bytes(identity: str | bytes) -> bytes:
@@ -235,8 +260,9 @@ def _identity_bytes(identity: str | bytes) -> bytes:
 
 # -- receiving -----------------------------------------------------------------
 
-def drain(sock: zmq.Socket, max_messages: int = DEFAULT_DRAIN) -> list[list[bytes]]:
-    """Every message waiting on `sock` (up to max_messages), without blocking.
+def drain(sock: zmq.Socket, max_messages: int = DEFAULT_DRAIN, max_bytes: int = DEFAULT_DRAIN_BYTES) -> list[list[bytes]]:
+    """Every message waiting on `sock` (up to max_messages and about
+    max_bytes), without blocking.
 
     The actors' batching primitive: the Raft actor drains all its sockets
     before stepping the core once, so many commands become one batch.
@@ -246,9 +272,14 @@ def drain(sock: zmq.Socket, max_messages: int = DEFAULT_DRAIN) -> list[list[byte
     recv = sock.recv_multipart
     flags = zmq.NOBLOCK
     append = out.append
+    size = 0
     try:
         for _ in range(max_messages):
-            append(recv(flags))
+            frames = recv(flags)
+            append(frames)
+            size += len(frames[-1])
+            if size >= max_bytes:
+                break
     except zmq.Again:
         pass
     return out
@@ -412,10 +443,11 @@ class Inbox:
         return out
 
     def reply(self, identity: bytes, msg: object) -> bool:
-        """Send `msg` to the DEALER `identity`. False (and counted) if it is
-        gone, its queue is full, or `msg` cannot be encoded."""
-        frame = _encode_or_count(self.envelope, msg, self.send_drops)
-        return frame is not None and self.reply_frame(identity, frame)
+        """Send `msg` to the DEALER `identity` (in parts if it is too large
+        for one frame and can be split). False (and counted) if it is gone,
+        its queue is full, or `msg` cannot be encoded."""
+        frames = encode_frames(self.envelope, msg, self.send_drops)
+        return bool(frames) and all([self.reply_frame(identity, frame) for frame in frames])
 
     def reply_frame(self, identity: bytes, frame: bytes) -> bool:
         """Send an already encoded frame; for one message to many clients."""
@@ -530,10 +562,11 @@ class PeerLink:
         return self._sock
 
     def send(self, msg: object) -> bool:
-        """Encode and send without blocking. False (and counted) if dropped,
-        or if `msg` cannot be encoded."""
-        frame = _encode_or_count(self.envelope, msg, self.send_drops)
-        return frame is not None and self.send_frame(frame)
+        """Encode and send without blocking (in parts if it is too large for
+        one frame and can be split). False (and counted) if dropped, or if
+        `msg` cannot be encoded."""
+        frames = encode_frames(self.envelope, msg, self.send_drops)
+        return bool(frames) and all([self.send_frame(frame) for frame in frames])
 
     def send_frame(self, frame: bytes) -> bool:
         """Send an already encoded frame without blocking."""
