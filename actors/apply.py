@@ -75,6 +75,8 @@ MAX_RESULT_BYTES = DEFAULT_MAX_MESSAGE_BYTES // 4
 REPORT_INTERVAL_S = 0.1
 #: ... or after this many entries.
 REPORT_ENTRIES = 10_000
+#: Reported even when nothing changed, this often: a sign of life.
+ALIVE_INTERVAL_S = 0.5
 #: Longest error text in a result.
 MAX_ERROR_CHARS = 500
 
@@ -131,6 +133,8 @@ class ApplyActor(SocketActor):
         self.inbox: Inbox | None = None
         self.link: PeerLink | None = None
         self._pid = os.getpid()
+        self.incarnation = int.from_bytes(os.urandom(6), "big") | 1  # a new value: this apply actor restarted
+        self._rejected_generation = -1  # of the last batch answered with ApplyState
         self._reported_index = -1  # applied index last sent to the raft actor
         self._reported_at = 0.0
         self._next_error_log = 0.0
@@ -185,7 +189,11 @@ class ApplyActor(SocketActor):
         self.unexpected += 1
 
     def on_tick(self) -> None:
-        if self.link is not None and self.applied_index != self._reported_index:
+        # Also when nothing changed, every ALIVE_INTERVAL_S: the raft actor
+        # takes silence for a dead apply actor and stops leading.
+        if self.link is not None and (
+            self.applied_index != self._reported_index or time.monotonic() - self._reported_at >= ALIVE_INTERVAL_S
+        ):
             self._report()
 
     # ------------------------------------------------------------------ batches
@@ -197,7 +205,9 @@ class ApplyActor(SocketActor):
             or entries[0].index != self.applied_index + 1
             or entries[-1].index - entries[0].index + 1 != len(entries)
         ):
-            self._send_state()
+            if batch.generation != self._rejected_generation:  # once per generation (see ApplyBatch)
+                self._rejected_generation = batch.generation
+                self._send_state(batch.generation)
             return
         results = self._apply(entries)
         self.applied_index = results.applied_index = entries[-1].index
@@ -326,9 +336,9 @@ class ApplyActor(SocketActor):
 
     # ------------------------------------------------------------------ sending
 
-    def _send_state(self) -> None:
+    def _send_state(self, generation: int = 0) -> None:
         assert self.link is not None
-        self.link.send(ApplyState(self._pid, self.applied_index))
+        self.link.send(ApplyState(self._pid, self.applied_index, self.incarnation, generation))
         self._reported_index, self._reported_at = self.applied_index, time.monotonic()
 
     def _maybe_report(self) -> None:

@@ -384,10 +384,14 @@ register(
 class ApplyBatch:
     """Committed entries, in order. The apply actor takes them only if
     entries[0].index is its applied index + 1, and otherwise answers with
-    ApplyState so the raft actor resends from the right place."""
+    ApplyState so the raft actor resends from the right place: once per
+    `generation`, which the raft actor bumps at every such rewind, so that
+    batches sent before a rewind (queued for a restarting apply actor, say)
+    cause one rewind in all, not one each."""
 
     entries: list[Entry]
     want_results: bool  # the leader waits for results; followers do not
+    generation: int = 0
 
 
 @dataclass(slots=True)
@@ -428,11 +432,16 @@ class ApplyResults:
 
 @dataclass(slots=True)
 class ApplyState:
-    """How far the apply actor is: sent when it starts, and when a batch does
-    not follow on from its applied index."""
+    """How far the apply actor is: sent when it starts (generation 0, a new
+    `incarnation`), and when a batch of `generation` does not follow on from
+    its applied index. The raft actor rewinds to applied_index for a new
+    incarnation or a rejection of its current generation, and ignores the
+    rest (rejections of batches sent before its last rewind)."""
 
     pid: int
     applied_index: int
+    incarnation: int = 0
+    generation: int = 0
 
 
 @dataclass(slots=True)
@@ -469,8 +478,10 @@ def _dec_local_query_result(body: Any) -> LocalQueryResult:
 register(
     "a.batch",
     ApplyBatch,
-    lambda m: [encode_entries(m.entries), m.want_results],
-    lambda b: ApplyBatch(decode_entries(expect_list(b, 2, "ApplyBatch")[0]), expect_bool(b[1], "want_results")),
+    lambda m: [encode_entries(m.entries), m.want_results, m.generation],
+    lambda b: ApplyBatch(
+        decode_entries(expect_list(b, 3, "ApplyBatch")[0]), expect_bool(b[1], "want_results"), expect_uint(b[2], "generation")
+    ),
 )
 register(
     "a.results",
@@ -481,8 +492,8 @@ register(
 register(
     "a.state",
     ApplyState,
-    lambda m: [m.pid, m.applied_index],
-    lambda b: ApplyState(*(expect_uint(v, "ApplyState") for v in expect_list(b, 2, "ApplyState"))),
+    lambda m: [m.pid, m.applied_index, m.incarnation, m.generation],
+    lambda b: ApplyState(*(expect_uint(v, "ApplyState") for v in expect_list(b, 4, "ApplyState"))),
 )
 register(
     "a.query",

@@ -73,6 +73,10 @@ MAX_PENDING_LOCAL_QUERIES = 10_000  # local reads the apply actor has not answer
 #: Unacknowledged writes older than this are resent (a LogGap lost on the way,
 #: or a log-store that dropped them): the resend is harmless, a stuck log is not.
 LOG_RESEND_AFTER_S = 5.0
+#: An apply actor silent this long is taken for dead (it reports at least
+#: every 0.5 s, and between batches, which are bounded): the node stops
+#: leading until it hears from it again.
+APPLY_SILENCE_S = 5.0
 CONSISTENCY_LEVELS = ("linearizable", "lease", "local")
 
 
@@ -131,7 +135,12 @@ class RaftActor(SocketActor):
         self._last_role: tuple[Role, int] | None = None
         #: Cumulative counters for `status` and `sandzmq bench` (batching at each hop).
         self.stats: dict[str, int] = dict.fromkeys(
-            ("append_messages", "append_entries", "fsyncs", "fsync_entries", "log_resyncs", "log_mismatches"), 0)
+            ("append_messages", "append_entries", "fsyncs", "fsync_entries", "log_resyncs", "log_mismatches",
+             "apply_entries", "apply_rewinds"), 0)
+        self._apply_incarnation = 0
+        self._apply_generation = 1  # bumped at every rewind (see ApplyBatch)
+        self._apply_heard_at = time.monotonic()
+        self._ineligible: set[str] = set()  # why this node must not lead now
 
     # ------------------------------------------------------------------ sockets
 
@@ -235,8 +244,13 @@ class RaftActor(SocketActor):
         if core is None:
             self._request_log_state()  # the log-store may still be starting
             return
-        if self._unacked and time.monotonic() - self._unacked_since > LOG_RESEND_AFTER_S:
+        now = time.monotonic()
+        if self._unacked and now - self._unacked_since > LOG_RESEND_AFTER_S:
             self._resend_writes("no acknowledgement from the log-store")
+        if now - self._apply_heard_at > APPLY_SILENCE_S and "apply" not in self._ineligible:
+            # It could commit but never answer a client, nor apply what it commits.
+            log.error("the apply actor has been silent for %.0f s", now - self._apply_heard_at)
+            self._set_ineligible("apply", True)
         core.tick()
         settled = min(core.commit, core.durable_index)
         if settled - core.log.memory_first_index > 2 * MEMORY_TAIL_ENTRIES:
@@ -290,9 +304,13 @@ class RaftActor(SocketActor):
             mem_base=memory_from,
             mem_base_term=(reader.term_at(memory_from) or 0) if memory_from > base_index else 0,
         )
+        # Entries the apply actor (if it already spoke) applied are committed: start from there.
+        applied = self.applied_index if self._apply_incarnation else 0
         self.core = RaftCore(
-            self.node_id, self.voters, config=self.core_config, hard_state=state.hard_state, log=memory_log, applied=0
+            self.node_id, self.voters, config=self.core_config, hard_state=state.hard_state, log=memory_log,
+            applied=applied,
         )
+        self.core.set_eligible(not self._ineligible)
         log.info(
             "recovered: term %d, vote %s, commit %d, log (%d, %d]",
             state.hard_state.term, state.hard_state.vote, state.hard_state.commit, base_index, state.last_index,
@@ -332,12 +350,21 @@ class RaftActor(SocketActor):
     # ------------------------------------------------------------------ apply
 
     def _on_apply_state(self, state: ApplyState) -> None:
+        """A (re)started apply actor, or one that refused a batch: hand out
+        committed entries again from its applied index, but once per
+        rejection of the current generation (see ApplyBatch)."""
         self.pids["apply"] = state.pid
+        self._heard_from_apply()
+        restarted = state.incarnation != self._apply_incarnation
+        self._apply_incarnation = state.incarnation
         self.applied_index = state.applied_index
-        if self.core is not None and state.applied_index != self.core.applied:
+        if self.core is not None and (restarted or state.generation == self._apply_generation):
+            self._apply_generation += 1
+            self.stats["apply_rewinds"] += 1
             self.core.set_applied(state.applied_index)
 
     def _on_results(self, results: ApplyResults) -> None:
+        self._heard_from_apply()
         self.applied_index = results.applied_index
         if self.core is not None:
             self.core.confirm_applied(results.applied_index)
@@ -423,6 +450,23 @@ class RaftActor(SocketActor):
         else:
             self._queue_proposals(identity, query.request_id, [encode_read(query.query)])
 
+    def _heard_from_apply(self) -> None:
+        self._apply_heard_at = time.monotonic()
+        if "apply" in self._ineligible:
+            self._set_ineligible("apply", False)
+
+    def _set_ineligible(self, reason: str, ineligible: bool) -> None:
+        """This node must not lead while any reason holds (see RaftCore.set_eligible)."""
+        before = bool(self._ineligible)
+        if ineligible:
+            self._ineligible.add(reason)
+        else:
+            self._ineligible.discard(reason)
+        if self.core is not None:
+            self.core.set_eligible(not self._ineligible)
+        if bool(self._ineligible) != before:
+            log.warning("%s", f"may not lead: {', '.join(sorted(self._ineligible))}" if self._ineligible else "may lead again")
+
     def _on_local_query_result(self, result: LocalQueryResult) -> None:
         waiting = self._local_queries.pop(result.request_id, None)
         if waiting is not None:
@@ -479,7 +523,8 @@ class RaftActor(SocketActor):
             self._next_write_id = w.write_id + 1
             self.log_link.send(write)
         if ready.committed:
-            self.apply_link.send(ApplyBatch(ready.committed, bool(self._pending)))
+            self.apply_link.send(ApplyBatch(ready.committed, bool(self._pending), self._apply_generation))
+            self.stats["apply_entries"] += len(ready.committed)
         if ready.role_changed:
             self._on_role_change()
 

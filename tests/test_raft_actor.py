@@ -63,7 +63,7 @@ class Node:
 
     def start_empty(self) -> None:
         """Report the apply actor at index 0; the log-store answers as an empty one."""
-        self.apply.send(ApplyState(os.getpid(), 0))
+        self.apply.send(ApplyState(os.getpid(), 0, incarnation=1))
 
     def log_expect(self, cls: type) -> Any:
         """The next `cls` from the raft actor to its log-store, answering every
@@ -203,3 +203,26 @@ def test_a_log_gap_makes_the_raft_actor_resend_from_the_first_unacknowledged_wri
     node.ack(vote)
     node.wait_status(lambda s: s["role"] == "leader", "leadership once the vote is durable")
     assert node.status()["stats"]["log_resyncs"] == 1
+
+
+def test_rejections_of_batches_sent_before_a_rewind_do_not_rewind_again(node: Node) -> None:
+    """Regression (issue 8 item 7): a restarted apply actor that refused the
+    batches queued for its predecessor made the raft actor hand out the whole
+    committed log once per refusal, in one loop turn."""
+    node.start_empty()
+    node.ack_until(lambda s: s["role"] == "leader" and s["commit_index"] >= 1, "leadership and its first commit")
+    first = node.apply.expect(ApplyBatch)
+    while node.apply.poller.wait(300):  # (the stand-in's first ApplyState may have rewound once already)
+        first = node.apply.expect(ApplyBatch)
+    before = node.status()["stats"]
+    node.apply.send(ApplyState(os.getpid(), 0, incarnation=2, generation=0))  # the apply actor restarted
+    again = node.apply.expect(ApplyBatch)
+    assert again.generation > first.generation and again.entries[0].index == 1
+    for _ in range(5):  # its refusals of batches sent before the rewind
+        node.apply.send(ApplyState(os.getpid(), 0, incarnation=2, generation=first.generation))
+    node.apply.nothing_within(0.3)
+    stats = node.status()["stats"]
+    assert stats["apply_rewinds"] - before["apply_rewinds"] == 1
+    assert stats["apply_entries"] - before["apply_entries"] == len(again.entries)
+    node.apply.send(ApplyState(os.getpid(), 0, incarnation=2, generation=again.generation))  # a refusal of the current one
+    assert node.apply.expect(ApplyBatch).entries[0].index == 1
