@@ -1,12 +1,13 @@
 """The segmented write-ahead log: the log-store actor's durable Raft log.
 
-Layout: a directory of segment files `<seq>-<first index>.wal` (16 hex digits
-each, so names sort in log order), each a header plus records (records.py),
-and a LOCK file that keeps a second writer out. A segment is created under a
-temporary name, written (header, then a copy of the current hard state),
-fsynced and renamed into place, and the directory is fsynced: a segment is
-either absent or whole, and every segment carries the hard state of its
-time, so older segments can later be deleted whole (compact()).
+Layout: a private directory (0700, files 0600: files.py) of segment files
+`<seq>-<first index>.wal` (16 hex digits each, so names sort in log order),
+each a header plus records (records.py), and a LOCK file that keeps a second
+writer out. A segment is created with files.write_file_atomically (written
+under a temporary name with its header and a copy of the current hard
+state, fsynced, renamed into place, directory fsynced): a segment is either
+absent or whole, and every segment carries the hard state of its time, so
+older segments can later be deleted whole (compact()).
 
 Writes only ever append. Overwriting a divergent suffix (a follower taking a
 new leader's entries) is an ENTRIES record whose first index is <= the last
@@ -44,11 +45,11 @@ from sandzmq.raft.messages import Entry, HardState
 
 from . import records
 from .errors import StorageError, WalCorruptError
+from .files import PRIVATE_FILE_MODE, TMP_SUFFIX, fsync_dir, make_private_dir, write_all, write_file_atomically
 
 log = logging.getLogger(__name__)
 
 _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
-_TMP_SUFFIX = ".tmp"
 _LOCK_NAME = "LOCK"
 # fdatasync flushes the data and the size, which is all a log needs. Platforms
 # without it get fsync (on macOS even that stops at the drive's cache).
@@ -68,21 +69,6 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
             found.append((int(match.group(1), 16), directory / name))
     found.sort()
     return found
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the directory's entries (created, renamed, removed names) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -416,7 +402,7 @@ class WriteAheadLog(_LogView):
 
     def _write(self, data: bytes) -> None:
         try:
-            _write_all(self._wfd, data)
+            write_all(self._wfd, data)
         except OSError as exc:
             self._fail(exc)
         self._size += len(data)
@@ -432,28 +418,20 @@ class WriteAheadLog(_LogView):
 
     def _create_segment(self, seq: int, first_index: int) -> None:
         path = self.directory / segment_name(seq, first_index)
-        tmp = path.with_name(path.name + _TMP_SUFFIX)
         data = records.segment_header() + records.encode_hard_state(self._index.hard_state)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
-            if self.fsync:
-                os.fsync(fd)
-            os.rename(tmp, path)
-            if self.fsync:
-                _fsync_dir(self.directory)
+            write_file_atomically(path, data, fsync=self.fsync)
+            fd = os.open(path, os.O_RDWR)
         except OSError as exc:
-            os.close(fd)
             self._fail(exc)
+        os.lseek(fd, len(data), os.SEEK_SET)
         self._paths[seq] = path
         self._seq, self._wfd, self._size, self._dirty = seq, fd, len(data), False
 
     def _lock(self) -> None:
-        created = not self.directory.exists()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if created and self.fsync:
-            _fsync_dir(self.directory.parent)
-        self._lock_fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        make_private_dir(self.directory)
+        self._lock_fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        os.fchmod(self._lock_fd, PRIVATE_FILE_MODE)  # the umask, or an older version's 0644
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -463,11 +441,11 @@ class WriteAheadLog(_LogView):
         started = time.monotonic()
         report = self.recovery_report
         for name in os.listdir(self.directory):
-            if name.endswith(".wal" + _TMP_SUFFIX):  # a rotation that never completed
+            if name.endswith(TMP_SUFFIX):  # a file write (a rotation) that never completed
                 os.unlink(self.directory / name)
                 report.removed_temp_files.append(name)
         if report.removed_temp_files and self.fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         segments = list_segments(self.directory)
         if not segments:
             report.created = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -352,6 +353,38 @@ def test_process_stops_on_sigterm_with_status_0(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
         assert "Traceback" not in stderr
         assert " n1/log INFO " in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raft.close()
+
+
+def test_process_makes_the_node_directories_private(tmp_path: Path) -> None:
+    """Directories an older version made world-readable are tightened when
+    the node starts, and nothing new is created readable by others, whatever
+    the umask."""
+    config_path = write_config(tmp_path)
+    config = load_config(config_path)
+    layout = NodeLayout.of(config, "n1")
+    for directory in (layout.data_dir, layout.wal_dir, layout.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+    raft = FakeRaft(layout, Envelope(config.name))
+    previous = os.umask(0)
+    try:
+        proc = actor_process(config_path)
+    finally:
+        os.umask(previous)
+    try:
+        raft.expect(LogState)  # it is up
+        for directory in (layout.data_dir, layout.wal_dir, layout.run_dir):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        for path in layout.wal_dir.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        proc.send_signal(signal.SIGTERM)
+        code, stderr = finish(proc)
+        assert code == 0, stderr
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -185,6 +186,33 @@ def test_closed_log_refuses_appends(tmp_path: Path) -> None:
     wal.close()
     with pytest.raises(StorageError, match="closed"):
         wal.append(batch(1, 1))
+
+
+def test_files_and_directories_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Other local users must neither read the log (commands, votes) nor change it."""
+    directory = tmp_path / "data" / "n1" / "wal"
+    previous = os.umask(0)
+    try:
+        with WriteAheadLog.open(directory, segment_bytes=512) as wal:
+            for b in range(10):  # several rotations
+                wal.append(batch(b * 4 + 1, b * 4 + 4, size=32))
+                wal.sync()
+    finally:
+        os.umask(previous)
+    assert len(segments(directory)) > 2
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "data" / "n1").stat().st_mode) == 0o700  # created on the way: ours too
+    for path in directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_opening_tightens_what_an_older_version_left_open(tmp_path: Path) -> None:
+    filled(tmp_path / "wal", batches=2)
+    (tmp_path / "wal").chmod(0o755)
+    (tmp_path / "wal" / "LOCK").chmod(0o644)
+    WriteAheadLog.open(tmp_path / "wal").close()
+    assert stat.S_IMODE((tmp_path / "wal").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "wal" / "LOCK").stat().st_mode) == 0o600
 
 
 # -- rotation ------------------------------------------------------------------
