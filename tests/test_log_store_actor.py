@@ -6,6 +6,7 @@ layout.raft_ipc receives the log-store's answers, and a DEALER with identity
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -311,6 +312,36 @@ def test_failed_fsync_stops_the_log_store(node: Node, monkeypatch: pytest.Monkey
     wait_dead(ref)
     assert requested_exit(ref) == EXIT_FAILURE
     node.raft.nothing_within(0.2)  # and it never claimed the write durable
+
+
+def test_after_a_failed_fsync_the_restarted_log_store_writes_a_new_segment(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandzmq.storage import wal as wal_module
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    ref = node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 3), HardState(1, "n1", 0)))
+    assert node.raft.expect(LogDurable) == LogDurable(1, 3)
+    with monkeypatch.context() as patch:
+        patch.setattr(wal_module, "_fdatasync", eio)
+        node.raft.send(LogWrite(2, entries(4, 6), None))
+        wait_dead(ref)
+    assert requested_exit(ref) == EXIT_FAILURE
+    (old,) = node.layout.wal_dir.glob("*.wal")
+
+    node.start()  # as the supervisor does
+    state = node.raft.expect(LogState)
+    assert state.last_index == 3  # write 2 was never acknowledged, and is not on disk
+    size = old.stat().st_size
+    node.raft.send(LogWrite(2, entries(4, 6), None))  # the raft actor's resend
+    assert node.raft.expect(LogDurable) == LogDurable(2, 6)
+    assert old.stat().st_size == size
+    assert sorted(p.name for p in node.layout.wal_dir.glob("*.wal")) == [
+        old.name, "0000000000000002-0000000000000004.wal"]
 
 
 # ----------------------------------------------------------------------------- as a process
