@@ -24,13 +24,16 @@ Restart policy, and why it is safe:
   everything durable. Nothing acknowledged lives only in a dead process.
 - Exit status 3 means "refuses to start, do not restart" (for example a
   corrupt write-ahead log), and 2 a configuration error: restarting cannot
-  help, so the actor is left down and the reason logged. A node whose
-  log-store is down for good cannot do anything useful, so its other actors
-  are stopped too.
-- Crash loop: an actor restarted 5 times within 30 s is given up on, as
-  above (a node that cannot stay up should be looked at, not hammered).
-- When nothing is left running (every node given up), `sandzmq start`
-  exits 1.
+  help, so the actor is given up.
+- Crash loop: an actor restarted 5 times within 30 s is given up too (a
+  node that cannot stay up should be looked at, not hammered).
+- Once any actor of any node is given up, supervision is over: the reason
+  is logged in one line, every child is stopped as on SIGTERM (below) and
+  `sandzmq start` exits 1. A node missing an actor for good must not look
+  alive: without its apply actor a leader still takes writes it never
+  answers, without its log-store a node can neither vote nor replicate.
+  Exiting is how a service manager (systemd, Kubernetes) learns that the
+  node is down, and restarts it or alerts someone.
 - SIGINT or SIGTERM: every child gets SIGTERM (raft first, log-store last),
   and those still running after 5 s get SIGKILL; then exit 0. The children
   ignore SIGINT, so a Ctrl-C in a terminal (which signals the whole
@@ -144,19 +147,21 @@ class Supervisor:
         self.children = [_Child(node, kind) for node in self.nodes for kind in KINDS]
         self._stop = threading.Event()
         self._stopped = False
+        #: Why supervision is over (an actor given up), or None.
+        self.failure: str | None = None
 
     # ------------------------------------------------------------------ life cycle
 
     def run(self) -> int:
         """Start everything, supervise until SIGINT/SIGTERM (exit 0) or until
-        nothing is left running (exit 1), then stop every child."""
+        an actor is given up (exit 1), then stop every child."""
         handlers = self._install_signal_handlers()
         try:
             log.info("supervising %s (config %s, pid %d)", ", ".join(self.nodes), self.config.path, os.getpid())
             self.start()
             while not self._stop.is_set():
                 if not self.step():
-                    log.error("nothing is left running: giving up")
+                    log.error("an actor was given up: stopping %s, then exiting with status 1", ", ".join(self.nodes))
                     return 1
                 self._stop.wait(self.policy.poll_interval)
             log.info("stopping %s", ", ".join(self.nodes))
@@ -173,17 +178,18 @@ class Supervisor:
                 self._spawn(child)
 
     def step(self) -> bool:
-        """Reap dead actors and restart those that are due. True while
-        something is running or waiting for its restart."""
+        """Reap dead actors and restart those that are due. False once an actor
+        has been given up (`failure` says why): then nothing is restarted any
+        more, and the caller is to stop() everything."""
         now = time.monotonic()
         for child in self.children:
-            if child.given_up or self._stop.is_set():
-                continue
+            if self.failure is not None or self._stop.is_set():
+                break
             if child.proc is not None and child.proc.poll() is not None:
                 self._on_exit(child, now)
             elif child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
-        return any(not child.given_up for child in self.children)
+        return self.failure is None
 
     def request_stop(self) -> None:
         """Make run() stop everything and return 0 (safe from a signal handler)."""
@@ -262,26 +268,8 @@ class Supervisor:
 
     def _give_up(self, child: _Child, reason: str) -> None:
         child.given_up, child.reason, child.restart_at = True, reason, None
-        log.error("%s: the %s %s", child.node, NAMES[child.kind], reason)
-        if child.kind == "log":
-            # Without its log-store a node can neither vote nor replicate.
-            others = [c for c in self.children if c.node == child.node and c is not child]
-            log.error("%s: the node cannot run without its log-store: stopping its other actors", child.node)
-            for other in others:
-                other.given_up, other.restart_at = True, None
-                other.reason = "stopped: the node's log-store is down"
-            for other in reversed(others):
-                if other.running:
-                    _signal(other, signal.SIGTERM)
-            deadline = time.monotonic() + self.policy.stop_grace
-            for other in others:
-                if other.proc is None:
-                    continue
-                try:
-                    other.proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    _signal(other, signal.SIGKILL)
-                    other.proc.wait()
+        self.failure = f"{child.node}: the {NAMES[child.kind]} {reason}"
+        log.error("%s", self.failure)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():

@@ -50,7 +50,8 @@ def start(
     ] = None,
 ) -> None:
     """Run nodes in the foreground: each node's log-store, apply and raft actors,
-    restarted when they die, until SIGINT or SIGTERM (then exit 0)."""
+    restarted when they die, until SIGINT or SIGTERM (then exit 0), or until an
+    actor cannot be restarted (then all are stopped, exit 1)."""
     from sandzmq.actors import supervisor
 
     with _errors():

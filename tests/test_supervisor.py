@@ -3,7 +3,7 @@
 The real actors are not needed to test the policy: the Supervisor takes a
 command factory, and here every "actor" is a tiny Python program that
 records its pid, then behaves as a per-actor mode file says (run, exit N, or
-ignore SIGTERM). Tests that need the supervisor's signal handling run it as
+ignore SIGTERM), and records its pid again when SIGTERM stops it. Tests that need the supervisor's signal handling run it as
 a process of its own (a driver script); the others drive it in-process with
 start() / step() / stop().
 """
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from sandzmq import ClusterUnavailable, ConfigError, NotLeaderError, RaftReplicator
-from sandzmq.actors.supervisor import KINDS, RestartPolicy, Supervisor, describe_exit
+from sandzmq.actors.supervisor import KINDS, NAMES, RestartPolicy, Supervisor, describe_exit
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.statemachines.kv import encode_get, encode_put
 
@@ -34,10 +34,14 @@ mode_file = os.path.join(logdir, f"{node}-{kind}.mode")
 mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "run"
 if mode.startswith("exit"):
     sys.exit(int(mode[4:]))
+def on_sigterm(*args):
+    with open(os.path.join(logdir, f"{node}-{kind}.sigterm"), "a") as f:
+        f.write(f"{os.getpid()}\n")
+    sys.exit(0)
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    signal.signal(signal.SIGTERM, on_sigterm)
 while True:
     time.sleep(1)
 """
@@ -107,6 +111,10 @@ class Actors:
 
     def set_mode(self, node: str, kind: str, mode: str) -> None:
         (self.logdir / f"{node}-{kind}.mode").write_text(mode)
+
+    def sigtermed(self, node: str, kind: str) -> list[int]:
+        path = self.logdir / f"{node}-{kind}.sigterm"
+        return [int(line) for line in path.read_text().split()] if path.exists() else []
 
     def all_pids(self) -> list[int]:
         return [int(line) for path in self.logdir.glob("*.starts") for line in path.read_text().split()]
@@ -179,39 +187,24 @@ def test_an_actor_that_exits_is_restarted_whatever_its_status(supervise, actors:
     wait_until(lambda: len(actors.starts("n1", "apply")) == 2, tick=supervisor.step, what="apply restarted")
 
 
-def test_exit_status_3_is_not_restarted(supervise, actors: Actors) -> None:
-    actors.set_mode("n1", "apply", "exit3")
-    supervisor = supervise()
-    supervisor.start()
-    apply = next(c for c in supervisor.children if c.kind == "apply")
-    wait_until(lambda: apply.given_up, tick=supervisor.step, what="apply given up")
-    assert "refuses to start" in apply.reason
-    # Several backoff periods later it has still not been started again,
-    # and the node's other actors are untouched.
-    until = time.monotonic() + 0.3
-    while time.monotonic() < until:
-        assert supervisor.step()
-        time.sleep(0.02)
-    assert len(actors.starts("n1", "apply")) == 1
-    pids = running_pids(supervisor)
-    assert pids["apply"] is None and pids["log"] and pids["raft"]
-
-
-def test_a_log_store_that_refuses_stops_its_node(supervise, actors: Actors) -> None:
-    actors.set_mode("n1", "log", "exit3")
+@pytest.mark.parametrize("status", [2, 3])
+def test_exit_status_2_or_3_is_given_up_and_ends_supervision(supervise, actors: Actors, status: int) -> None:
+    """Restarting cannot fix a configuration error (2) or an actor that refuses
+    to start (3); and a node missing an actor for good must not look alive."""
+    actors.set_mode("n1", "apply", f"exit{status}")
     supervisor = supervise(["n1", "n2"])
     supervisor.start()
-    wait_until(lambda: all(c.given_up for c in supervisor.children if c.node == "n1"), tick=supervisor.step, what="n1 stopped")
-    assert running_pids(supervisor, "n1") == {"log": None, "apply": None, "raft": None}
-    assert all(running_pids(supervisor, "n2").values())
-    assert supervisor.step()  # n2 still runs
-
-
-def test_nothing_left_running_ends_supervision(supervise, actors: Actors) -> None:
-    actors.set_mode("n1", "log", "exit3")
-    supervisor = supervise()
-    supervisor.start()
-    wait_until(lambda: not supervisor.step(), what="step() to report nothing left")
+    apply = next(c for c in supervisor.children if c.kind == "apply")
+    wait_until(lambda: not supervisor.step(), what="step() to report the end of supervision")
+    assert apply.given_up and ("refuses to start" if status == 3 else "configuration error") in apply.reason
+    # Several backoff periods later it has still not been started again.
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:
+        assert not supervisor.step()
+        time.sleep(0.02)
+    assert len(actors.starts("n1", "apply")) == 1
+    supervisor.stop()
+    assert supervisor.pids() == {n: {"log": None, "apply": None, "raft": None} for n in ("n1", "n2")}
 
 
 def test_a_crash_loop_is_given_up(supervise, actors: Actors) -> None:
@@ -219,10 +212,9 @@ def test_a_crash_loop_is_given_up(supervise, actors: Actors) -> None:
     supervisor = supervise()
     supervisor.start()
     raft = next(c for c in supervisor.children if c.kind == "raft")
-    wait_until(lambda: raft.given_up, tick=supervisor.step, what="raft given up")
-    assert "crash loop" in raft.reason
+    wait_until(lambda: not supervisor.step(), what="step() to report the end of supervision")
+    assert raft.given_up and "crash loop" in raft.reason
     assert len(actors.starts("n1", "raft")) == FAST.max_restarts + 1
-    assert all(pid for kind, pid in running_pids(supervisor).items() if kind != "raft")
 
 
 def test_the_backoff_doubles_and_is_capped(supervise, actors: Actors) -> None:
@@ -328,17 +320,26 @@ def test_actors_do_not_outlive_a_killed_supervisor(driver, actors: Actors) -> No
     wait_until(lambda: not any(alive(pid) for pid in pids), what="orphaned actors to stop")
 
 
-def test_run_exits_1_when_nothing_is_left(driver, actors: Actors, tmp_path: Path) -> None:
-    actors.set_mode("n1", "log", "exit3")
+@pytest.mark.parametrize("kind", ["log", "apply", "raft"])
+def test_run_stops_everything_and_exits_1_once_an_actor_is_given_up(driver, actors: Actors, tmp_path: Path, kind: str) -> None:
+    """So that a service manager sees the node is down: a node that keeps
+    running without its apply actor would still lead and take writes it
+    never answers."""
+    actors.set_mode("n2", kind, "exit3")
     (tmp_path / "driver.py").write_text(DRIVER)
     (tmp_path / "child.py").write_text(CHILD)
-    config = write_config(tmp_path, ["n1"])
+    config = write_config(tmp_path, ["n1", "n2"])
     proc = subprocess.run(
         [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), "2"],
         start_new_session=True, capture_output=True, text=True, timeout=30,
     )
-    assert proc.returncode == 1
-    assert "refuses to start" in proc.stderr and "log-store" in proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert "refuses to start" in proc.stderr and f"n2: the {NAMES[kind]}" in proc.stderr
+    wait_until(lambda: not any(alive(pid) for pid in actors.all_pids()), what="every actor to end")
+    for node in ("n1", "n2"):  # the others were stopped gracefully, not killed
+        for other in KINDS:
+            if (node, other) != ("n2", kind):
+                assert actors.sigtermed(node, other) == actors.starts(node, other), (node, other)
 
 
 # --- RaftReplicator: start() runs a node's supervisor, stop() ends it -------------------
