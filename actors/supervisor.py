@@ -40,17 +40,29 @@ Restart policy, and why it is safe:
   foreground group) still stops them in that order, through the
   supervisor; and they get SIGTERM should the supervisor itself die
   (Linux: PR_SET_PDEATHSIG), so they are not left behind as orphans.
+- Started by an application (spawn(): RaftReplicator, `sandzmq bench
+  --spawn`), the supervisor runs in a session of its own, so no signal
+  reaches it when the application dies. Instead it watches the read end
+  of a pipe (`parent_fd`, the hidden `--parent-fd` of `sandzmq start`)
+  whose write end only the application holds and never writes: the kernel
+  closes it when the application exits or is killed, even by SIGKILL, and
+  on EOF the supervisor stops as on SIGTERM. Not PR_SET_PDEATHSIG for this:
+  it fires when the *thread* that started the child exits, and an
+  application may call RaftReplicator.start() from a short-lived thread.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +70,7 @@ from types import FrameType
 from typing import Any
 
 from sandzmq.config import ClusterConfig, check_node_ids, load_config
+from sandzmq.errors import SandzmqError
 
 log = logging.getLogger("sandzmq.supervisor")
 
@@ -136,10 +149,14 @@ class Supervisor:
         *,
         command: CommandFactory | None = None,
         policy: RestartPolicy | None = None,
+        parent_fd: int | None = None,
     ) -> None:
         """`config`: a loaded config or its path (ConfigError if invalid, or
         if a node id is not in it); `command`: how to start an actor (tests
-        substitute stand-ins); `policy`: restart and stop timings."""
+        substitute stand-ins); `policy`: restart and stop timings;
+        `parent_fd`: the read end of the pipe from the application that
+        started this supervisor (the module docstring; SandzmqError if it
+        is not an open pipe)."""
         self.config = config if isinstance(config, ClusterConfig) else load_config(config)
         self.nodes = [node.id for node in check_node_ids(self.config, node_ids)]
         self.command = command or actor_command(self.config.path)
@@ -149,6 +166,7 @@ class Supervisor:
         self._stopped = False
         #: Why supervision is over (an actor given up), or None.
         self.failure: str | None = None
+        self._parent = _ParentPipe(parent_fd) if parent_fd is not None else None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -163,6 +181,9 @@ class Supervisor:
                 if not self.step():
                     log.error("an actor was given up: stopping %s, then exiting with status 1", ", ".join(self.nodes))
                     return 1
+                if self._parent is not None and self._parent.closed():
+                    log.warning("the application that started this supervisor has exited")
+                    break
                 self._stop.wait(self.policy.poll_interval)
             log.info("stopping %s", ", ".join(self.nodes))
             return 0
@@ -281,6 +302,32 @@ class Supervisor:
         return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
+class _ParentPipe:
+    """The read end of a pipe whose write end the parent holds and never
+    writes: EOF means the parent is gone (see the module docstring)."""
+
+    def __init__(self, fd: int) -> None:
+        try:
+            is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except OSError as exc:
+            raise SandzmqError(f"parent fd {fd}: {exc.strerror}") from None
+        if not is_pipe:
+            raise SandzmqError(f"parent fd {fd} is not a pipe")
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def closed(self) -> bool:
+        """True once every write end is closed (without waiting)."""
+        if not self._poll.poll(0):
+            return False
+        try:
+            return os.read(self.fd, 4096) == b""  # anything written is ignored
+        except BlockingIOError:
+            return False
+
+
 def _signal(child: _Child, signum: int) -> None:
     if child.proc is not None:
         try:
@@ -317,10 +364,11 @@ def _child_setup() -> None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
-def run(config_path: str | os.PathLike[str], node_ids: Iterable[str] = ()) -> int:
+def run(config_path: str | os.PathLike[str], node_ids: Iterable[str] = (), *, parent_fd: int | None = None) -> int:
     """`sandzmq start`: supervise the named nodes (all when none) until
-    SIGINT/SIGTERM. Returns the exit status; ConfigError propagates."""
-    supervisor = Supervisor(config_path, node_ids)
+    SIGINT/SIGTERM, or until `parent_fd` reaches EOF (spawn()). Returns the
+    exit status; ConfigError and SandzmqError propagate."""
+    supervisor = Supervisor(config_path, node_ids, parent_fd=parent_fd)
     _configure_logging()
     return supervisor.run()
 
@@ -334,11 +382,31 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Run `sandzmq start` for these nodes as a child in its own session, so
     that terminate() can clean up its whole process group (RaftReplicator,
-    `sandzmq bench --spawn`)."""
-    argv = [sys.executable, "-m", "sandzmq.cli.main", "start", "--config", os.fspath(config_path)]
+    `sandzmq bench --spawn`).
+
+    The nodes stop by themselves once this process dies, however it dies:
+    the supervisor watches a pipe whose write end is held here (the module
+    docstring). That end is closed by terminate(), or when the returned
+    Popen is garbage-collected: dropping it stops the nodes too."""
+    read_end, write_end = os.pipe()  # neither end is inherited by other children
+    argv = [sys.executable, "-m", "sandzmq.cli.main", "start", "--config", os.fspath(config_path),
+            "--parent-fd", str(read_end)]
     for node_id in node_ids:
         argv += ["--node", node_id]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                start_new_session=True, pass_fds=(read_end,))
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    _lifelines[proc] = weakref.finalize(proc, os.close, write_end)
+    return proc
+
+
+#: spawn()ed supervisor -> the closing of its pipe's write end.
+_lifelines: weakref.WeakKeyDictionary[subprocess.Popen[bytes], weakref.finalize] = weakref.WeakKeyDictionary()
 
 
 def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
@@ -358,7 +426,11 @@ def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    return proc.wait()
+    status = proc.wait()
+    lifeline = _lifelines.pop(proc, None)
+    if lifeline is not None:
+        lifeline()
+    return status
 
 
 def _configure_logging() -> None:

@@ -9,6 +9,7 @@ start() / step() / stop().
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,11 +53,13 @@ from sandzmq.actors.supervisor import RestartPolicy, Supervisor
 from sandzmq.config import load_config
 
 config, logdir, child, grace = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+parent_fd = int(sys.argv[5]) if len(sys.argv) > 5 else None
 code = open(child).read()
 supervisor = Supervisor(
     load_config(config),
     command=lambda kind, node: [sys.executable, "-c", code, kind, node, logdir],
     policy=RestartPolicy(backoff_initial=0.02, stop_grace=grace, poll_interval=0.02),
+    parent_fd=parent_fd,
 )
 sys.exit(supervisor.run())
 """
@@ -263,12 +266,12 @@ def driver(tmp_path: Path, actors: Actors) -> Iterator[Callable[..., subprocess.
     (tmp_path / "driver.py").write_text(DRIVER)
     (tmp_path / "child.py").write_text(CHILD)
 
-    def start(node_ids: list[str] = ["n1"], grace: float = 2.0) -> subprocess.Popen[bytes]:  # noqa: B006
+    def start(node_ids: list[str] = ["n1"], grace: float = 2.0, parent_fd: int | None = None) -> subprocess.Popen[bytes]:  # noqa: B006
         config = write_config(tmp_path, node_ids)
-        proc = subprocess.Popen(
-            [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), str(grace)],
-            start_new_session=True,
-        )
+        argv = [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), str(grace)]
+        if parent_fd is not None:
+            argv.append(str(parent_fd))
+        proc = subprocess.Popen(argv, start_new_session=True, pass_fds=() if parent_fd is None else (parent_fd,))
         procs.append(proc)
         wait_until(lambda: all(actors.starts(n, k) for n in node_ids for k in KINDS), what="the actors to start")
         return proc
@@ -300,6 +303,21 @@ def test_ctrl_c_to_the_whole_group_stops_through_the_supervisor(driver, actors: 
     assert proc.wait(8) == 0
     assert not any(alive(pid) for pid in pids)
     assert all(len(actors.starts("n1", k)) == 1 for k in KINDS)  # nobody was restarted on the way out
+
+
+def test_the_supervisor_stops_everything_when_its_parent_closes_the_pipe(driver, actors: Actors) -> None:
+    """The parent holds the write end of a pipe and never writes; when it
+    dies the kernel closes it, and the supervisor reads EOF."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = driver(["n1", "n2"], parent_fd=read_end)
+    finally:
+        os.close(read_end)
+    pids = actors.all_pids()
+    os.close(write_end)
+    assert proc.wait(8) == 0  # a graceful stop, as on SIGTERM
+    assert not any(alive(pid) for pid in pids)
+    assert all(actors.sigtermed(n, k) == actors.starts(n, k) for n in ("n1", "n2") for k in KINDS)
 
 
 def test_sigkill_of_the_group_is_a_node_crash(driver, actors: Actors) -> None:
@@ -356,6 +374,61 @@ def test_raft_replicator_checks_its_config_and_needs_start(tmp_path: Path) -> No
         node.replicate(b"x")
     node.stop()  # stopping a node that never started does nothing
     assert node.pid is None
+
+
+APPLICATION = r"""
+import json, sys, time
+import sandzmq
+
+node = sandzmq.RaftReplicator(sys.argv[1], "n1")
+node.start()
+deadline = time.monotonic() + 20
+while None in (pids := node.status()["pids"]).values() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"supervisor": node.pid, "actors": pids}), flush=True)
+sys.stdin.read()  # until killed (or the test's end of the pipe closes)
+"""
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """One line of proc's stdout, or AssertionError once `timeout` passes."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no output from pid {proc.pid} within {timeout} s")
+    return proc.stdout.readline()
+
+
+@pytest.mark.integration
+def test_raft_replicator_stops_its_node_when_the_application_is_killed(tmp_path: Path) -> None:
+    """SIGKILL runs no atexit handler and no stop(): the node must notice by
+    itself, or it runs on, orphaned, holding its ports and its data."""
+    from actor_partner import write_one_node_config  # here: see test_raft_replicator_runs_a_real_node
+
+    config = write_one_node_config(tmp_path, name="orphan")
+    app = subprocess.Popen([sys.executable, "-c", APPLICATION, str(config)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, cwd=tmp_path, start_new_session=True)
+    supervisor: int | None = None
+    try:
+        started = json.loads(read_line(app, 40))
+        supervisor = started["supervisor"]
+        pids = [supervisor, *started["actors"].values()]
+        assert all(isinstance(pid, int) and alive(pid) for pid in pids), started
+        app.kill()
+        app.wait(5)
+        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=20, what="the orphaned node to stop")
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        if supervisor is not None:  # spawn() made it a process group leader; its actors are in its group
+            try:
+                os.killpg(supervisor, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.integration
