@@ -6,6 +6,12 @@
 The ipc endpoints live in the data directory, not a global temp dir, so two
 nodes on one machine never collide and a restarted actor finds its partners
 where they were.
+
+All three directories are private to the node's user (0700): the log holds
+every command and the node's vote, and whoever can connect to the ipc
+endpoints speaks for the node's actors. Every actor process makes them so as
+it starts (make_private_dirs), which also tightens directories that older
+versions created with the umask's modes.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandzmq.config import ClusterConfig, NodeConfig
+from sandzmq.storage.files import make_private_dir
 from sandzmq.transport import ipc_endpoint
 
 
@@ -40,6 +47,12 @@ class NodeLayout:
             log_ipc=ipc_endpoint(str(run_dir), "log"),
             apply_ipc=ipc_endpoint(str(run_dir), "apply"),
         )
+
+    def make_private_dirs(self) -> None:
+        """Create the node's directories 0700, or tighten them (see the module
+        docstring); OSError if that is impossible."""
+        for directory in (self.data_dir, self.wal_dir, self.run_dir):
+            make_private_dir(directory)
 
 
 # The identities the actors present on their DEALER links inside a node.

@@ -69,7 +69,10 @@ Failures
 - A failed write or fsync (StorageError): the WAL refuses further use (a
   retried fsync can falsely succeed); the actor logs it and the process exits
   with status 1, without acknowledging anything more. The supervisor
-  restarts it, recovery sorts out the disk, the raft actor resends.
+  restarts it; recovery cuts the segment back to what its last successful
+  sync covered and appends to a new segment (wal.py); the raft actor
+  resends. The cut may take back a commit-only write that was acknowledged
+  without an fsync (above): a lower recovered commit is safe.
 """
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ Exit status, the contract with the supervisor:
        directory, or remove the node and re-add it empty; fix the install).
 
 Also 1, not 3: the WAL lock or an ipc endpoint still held by a previous
-incarnation that is exiting (a restart shortly after succeeds).
+incarnation that is exiting (a restart shortly after succeeds), and a data
+directory that cannot be created or made private (layout.py) -- a full or
+read-only disk may come back; if not, the supervisor's crash-loop rule stops.
 
 An actor asks for a status with request_exit(actor, code): the code is kept
 by actor URN (not on the actor object, which pykka holds only weakly once
@@ -55,6 +57,8 @@ from sandzmq.config import ClusterConfig, check_node_ids, load_config
 from sandzmq.errors import ConfigError
 from sandzmq.transport import Envelope, Inbox
 from sandzmq.transport.envelope import Acceptance
+
+from .layout import NodeLayout
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +170,11 @@ def run(kind: str, config: ClusterConfig, node_id: str) -> int:
         stop_signals.append(signal.SIGINT)
     previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
     try:
+        try:
+            NodeLayout.of(config, node_id).make_private_dirs()
+        except OSError as exc:
+            log.error("cannot prepare the node's data directory: %s", exc)
+            return EXIT_FAILURE
         try:
             cls = actor_class(kind)
         except ImportError as exc:  # a broken installation: restarting cannot help

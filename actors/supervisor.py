@@ -24,30 +24,45 @@ Restart policy, and why it is safe:
   everything durable. Nothing acknowledged lives only in a dead process.
 - Exit status 3 means "refuses to start, do not restart" (for example a
   corrupt write-ahead log), and 2 a configuration error: restarting cannot
-  help, so the actor is left down and the reason logged. A node whose
-  log-store is down for good cannot do anything useful, so its other actors
-  are stopped too.
-- Crash loop: an actor restarted 5 times within 30 s is given up on, as
-  above (a node that cannot stay up should be looked at, not hammered).
-- When nothing is left running (every node given up), `sandzmq start`
-  exits 1.
+  help, so the actor is given up.
+- Crash loop: an actor restarted 5 times within 30 s is given up too (a
+  node that cannot stay up should be looked at, not hammered).
+- Once any actor of any node is given up, supervision is over: the reason
+  is logged in one line, every child is stopped as on SIGTERM (below) and
+  `sandzmq start` exits 1. A node missing an actor for good must not look
+  alive: without its apply actor a leader still takes writes it never
+  answers, without its log-store a node can neither vote nor replicate.
+  Exiting is how a service manager (systemd, Kubernetes) learns that the
+  node is down, and restarts it or alerts someone.
 - SIGINT or SIGTERM: every child gets SIGTERM (raft first, log-store last),
   and those still running after 5 s get SIGKILL; then exit 0. The children
   ignore SIGINT, so a Ctrl-C in a terminal (which signals the whole
   foreground group) still stops them in that order, through the
   supervisor; and they get SIGTERM should the supervisor itself die
   (Linux: PR_SET_PDEATHSIG), so they are not left behind as orphans.
+- Started by an application (spawn(): RaftReplicator, `sandzmq bench
+  --spawn`), the supervisor runs in a session of its own, so no signal
+  reaches it when the application dies. Instead it watches the read end
+  of a pipe (`parent_fd`, the hidden `--parent-fd` of `sandzmq start`)
+  whose write end only the application holds and never writes: the kernel
+  closes it when the application exits or is killed, even by SIGKILL, and
+  on EOF the supervisor stops as on SIGTERM. Not PR_SET_PDEATHSIG for this:
+  it fires when the *thread* that started the child exits, and an
+  application may call RaftReplicator.start() from a short-lived thread.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +70,7 @@ from types import FrameType
 from typing import Any
 
 from sandzmq.config import ClusterConfig, check_node_ids, load_config
+from sandzmq.errors import SandzmqError
 
 log = logging.getLogger("sandzmq.supervisor")
 
@@ -133,10 +149,14 @@ class Supervisor:
         *,
         command: CommandFactory | None = None,
         policy: RestartPolicy | None = None,
+        parent_fd: int | None = None,
     ) -> None:
         """`config`: a loaded config or its path (ConfigError if invalid, or
         if a node id is not in it); `command`: how to start an actor (tests
-        substitute stand-ins); `policy`: restart and stop timings."""
+        substitute stand-ins); `policy`: restart and stop timings;
+        `parent_fd`: the read end of the pipe from the application that
+        started this supervisor (the module docstring; SandzmqError if it
+        is not an open pipe)."""
         self.config = config if isinstance(config, ClusterConfig) else load_config(config)
         self.nodes = [node.id for node in check_node_ids(self.config, node_ids)]
         self.command = command or actor_command(self.config.path)
@@ -144,20 +164,26 @@ class Supervisor:
         self.children = [_Child(node, kind) for node in self.nodes for kind in KINDS]
         self._stop = threading.Event()
         self._stopped = False
+        #: Why supervision is over (an actor given up), or None.
+        self.failure: str | None = None
+        self._parent = _ParentPipe(parent_fd) if parent_fd is not None else None
 
     # ------------------------------------------------------------------ life cycle
 
     def run(self) -> int:
         """Start everything, supervise until SIGINT/SIGTERM (exit 0) or until
-        nothing is left running (exit 1), then stop every child."""
+        an actor is given up (exit 1), then stop every child."""
         handlers = self._install_signal_handlers()
         try:
             log.info("supervising %s (config %s, pid %d)", ", ".join(self.nodes), self.config.path, os.getpid())
             self.start()
             while not self._stop.is_set():
                 if not self.step():
-                    log.error("nothing is left running: giving up")
+                    log.error("an actor was given up: stopping %s, then exiting with status 1", ", ".join(self.nodes))
                     return 1
+                if self._parent is not None and self._parent.closed():
+                    log.warning("the application that started this supervisor has exited")
+                    break
                 self._stop.wait(self.policy.poll_interval)
             log.info("stopping %s", ", ".join(self.nodes))
             return 0
@@ -173,17 +199,18 @@ class Supervisor:
                 self._spawn(child)
 
     def step(self) -> bool:
-        """Reap dead actors and restart those that are due. True while
-        something is running or waiting for its restart."""
+        """Reap dead actors and restart those that are due. False once an actor
+        has been given up (`failure` says why): then nothing is restarted any
+        more, and the caller is to stop() everything."""
         now = time.monotonic()
         for child in self.children:
-            if child.given_up or self._stop.is_set():
-                continue
+            if self.failure is not None or self._stop.is_set():
+                break
             if child.proc is not None and child.proc.poll() is not None:
                 self._on_exit(child, now)
             elif child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
-        return any(not child.given_up for child in self.children)
+        return self.failure is None
 
     def request_stop(self) -> None:
         """Make run() stop everything and return 0 (safe from a signal handler)."""
@@ -262,26 +289,8 @@ class Supervisor:
 
     def _give_up(self, child: _Child, reason: str) -> None:
         child.given_up, child.reason, child.restart_at = True, reason, None
-        log.error("%s: the %s %s", child.node, NAMES[child.kind], reason)
-        if child.kind == "log":
-            # Without its log-store a node can neither vote nor replicate.
-            others = [c for c in self.children if c.node == child.node and c is not child]
-            log.error("%s: the node cannot run without its log-store: stopping its other actors", child.node)
-            for other in others:
-                other.given_up, other.restart_at = True, None
-                other.reason = "stopped: the node's log-store is down"
-            for other in reversed(others):
-                if other.running:
-                    _signal(other, signal.SIGTERM)
-            deadline = time.monotonic() + self.policy.stop_grace
-            for other in others:
-                if other.proc is None:
-                    continue
-                try:
-                    other.proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    _signal(other, signal.SIGKILL)
-                    other.proc.wait()
+        self.failure = f"{child.node}: the {NAMES[child.kind]} {reason}"
+        log.error("%s", self.failure)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -291,6 +300,32 @@ class Supervisor:
             self.request_stop()
 
         return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+class _ParentPipe:
+    """The read end of a pipe whose write end the parent holds and never
+    writes: EOF means the parent is gone (see the module docstring)."""
+
+    def __init__(self, fd: int) -> None:
+        try:
+            is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except OSError as exc:
+            raise SandzmqError(f"parent fd {fd}: {exc.strerror}") from None
+        if not is_pipe:
+            raise SandzmqError(f"parent fd {fd} is not a pipe")
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def closed(self) -> bool:
+        """True once every write end is closed (without waiting)."""
+        if not self._poll.poll(0):
+            return False
+        try:
+            return os.read(self.fd, 4096) == b""  # anything written is ignored
+        except BlockingIOError:
+            return False
 
 
 def _signal(child: _Child, signum: int) -> None:
@@ -329,10 +364,11 @@ def _child_setup() -> None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
-def run(config_path: str | os.PathLike[str], node_ids: Iterable[str] = ()) -> int:
+def run(config_path: str | os.PathLike[str], node_ids: Iterable[str] = (), *, parent_fd: int | None = None) -> int:
     """`sandzmq start`: supervise the named nodes (all when none) until
-    SIGINT/SIGTERM. Returns the exit status; ConfigError propagates."""
-    supervisor = Supervisor(config_path, node_ids)
+    SIGINT/SIGTERM, or until `parent_fd` reaches EOF (spawn()). Returns the
+    exit status; ConfigError and SandzmqError propagate."""
+    supervisor = Supervisor(config_path, node_ids, parent_fd=parent_fd)
     _configure_logging()
     return supervisor.run()
 
@@ -346,11 +382,31 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Run `sandzmq start` for these nodes as a child in its own session, so
     that terminate() can clean up its whole process group (RaftReplicator,
-    `sandzmq bench --spawn`)."""
-    argv = [sys.executable, "-m", "sandzmq.cli.main", "start", "--config", os.fspath(config_path)]
+    `sandzmq bench --spawn`).
+
+    The nodes stop by themselves once this process dies, however it dies:
+    the supervisor watches a pipe whose write end is held here (the module
+    docstring). That end is closed by terminate(), or when the returned
+    Popen is garbage-collected: dropping it stops the nodes too."""
+    read_end, write_end = os.pipe()  # neither end is inherited by other children
+    argv = [sys.executable, "-m", "sandzmq.cli.main", "start", "--config", os.fspath(config_path),
+            "--parent-fd", str(read_end)]
     for node_id in node_ids:
         argv += ["--node", node_id]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                start_new_session=True, pass_fds=(read_end,))
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    _lifelines[proc] = weakref.finalize(proc, os.close, write_end)
+    return proc
+
+
+#: spawn()ed supervisor -> the closing of its pipe's write end.
+_lifelines: weakref.WeakKeyDictionary[subprocess.Popen[bytes], weakref.finalize] = weakref.WeakKeyDictionary()
 
 
 def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
@@ -370,7 +426,11 @@ def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    return proc.wait()
+    status = proc.wait()
+    lifeline = _lifelines.pop(proc, None)
+    if lifeline is not None:
+        lifeline()
+    return status
 
 
 def _configure_logging() -> None:

@@ -48,15 +48,20 @@ def start(
         list[str] | None,
         typer.Option("--node", "-n", help="A node to run (repeatable); all nodes of the file when none is named.", metavar="ID"),
     ] = None,
+    parent_fd: Annotated[
+        int | None,
+        typer.Option("--parent-fd", hidden=True, help="Stop when this inherited pipe reaches EOF (the parent is gone)."),
+    ] = None,
 ) -> None:
     """Run nodes in the foreground: each node's log-store, apply and raft actors,
-    restarted when they die, until SIGINT or SIGTERM (then exit 0)."""
+    restarted when they die, until SIGINT or SIGTERM (then exit 0), or until an
+    actor cannot be restarted (then all are stopped, exit 1)."""
     from sandzmq.actors import supervisor
 
     with _errors():
         cluster = load_config(config)
         check_node_ids(cluster, node or ())
-        code = supervisor.run(config, node or ())
+        code = supervisor.run(config, node or (), parent_fd=parent_fd)
     raise typer.Exit(code)
 
 

@@ -7,7 +7,10 @@ start() runs the node the way an operator would, `sandzmq start --config
 FILE --node ID`, as a child process in its own session: the node keeps the
 process layout and restart policy of production (supervisor plus three
 actor processes), a crash of the application's process cannot corrupt it,
-and stop() can always clean up the whole process group. Calls go through a
+and stop() can always clean up the whole process group. The node does not
+outlive the application: if it dies without calling stop(), even by
+SIGKILL, the supervisor notices (spawn()'s pipe) and stops the node
+gracefully. Calls go through a
 Client connected to this node only, so that replicate() on a follower raises
 NotLeaderError as the Replicator contract says, rather than quietly
 forwarding to the leader.

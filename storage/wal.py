@@ -1,12 +1,13 @@
 """The segmented write-ahead log: the log-store actor's durable Raft log.
 
-Layout: a directory of segment files `<seq>-<first index>.wal` (16 hex digits
-each, so names sort in log order), each a header plus records (records.py),
-and a LOCK file that keeps a second writer out. A segment is created under a
-temporary name, written (header, then a copy of the current hard state),
-fsynced and renamed into place, and the directory is fsynced: a segment is
-either absent or whole, and every segment carries the hard state of its
-time, so older segments can later be deleted whole (compact()).
+Layout: a private directory (0700, files 0600: files.py) of segment files
+`<seq>-<first index>.wal` (16 hex digits each, so names sort in log order),
+each a header plus records (records.py), and a LOCK file that keeps a second
+writer out. A segment is created with files.write_file_atomically (written
+under a temporary name with its header and a copy of the current hard
+state, fsynced, renamed into place, directory fsynced): a segment is either
+absent or whole, and every segment carries the hard state of its time, so
+older segments can later be deleted whole (compact()).
 
 Writes only ever append. Overwriting a divergent suffix (a follower taking a
 new leader's entries) is an ENTRIES record whose first index is <= the last
@@ -20,6 +21,20 @@ Durability is explicit: append() hands bytes to the OS; sync() makes
 everything appended so far durable with one fdatasync (group commit). The
 caller reports entries durable only after sync() returns.
 
+After a failed fsync the page cache cannot be trusted: Linux may have
+marked the pages it could not write clean, so they read back as records the
+disk does not have ("fsyncgate"). The log then refuses all further use,
+and records, in a small marker file (SYNC_FAILED), the segment and the
+byte offset its last successful sync covered. The next open() cuts the
+segment back to that offset (nothing after it was acknowledged: that needs
+a successful sync) and removes the marker. Writing the marker may fail too,
+so open() never appends to a segment it cannot vouch for: it appends to the
+last segment only if that holds nothing but what its creation wrote and
+fsynced, and otherwise starts a new one. The price is one more segment per
+restart of a log that was written to (compaction will delete old segments
+whole); the gain is that open() needs no way to tell a clean stop from a
+failed one.
+
 In memory there is no entry data: per live ENTRIES record its first index and
 location (parallel arrays searched with bisect), and the terms as runs (Raft
 terms never decrease along a log, so runs are few). entries() reads records
@@ -31,6 +46,7 @@ it indexes what the writer has written, incrementally, and never writes.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -44,12 +60,13 @@ from sandzmq.raft.messages import Entry, HardState
 
 from . import records
 from .errors import StorageError, WalCorruptError
+from .files import PRIVATE_FILE_MODE, TMP_SUFFIX, fsync_dir, make_private_dir, write_all, write_file_atomically
 
 log = logging.getLogger(__name__)
 
 _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
-_TMP_SUFFIX = ".tmp"
 _LOCK_NAME = "LOCK"
+_SYNC_FAILED_NAME = "SYNC_FAILED"
 # fdatasync flushes the data and the size, which is all a log needs. Platforms
 # without it get fsync (on macOS even that stops at the drive's cache).
 _fdatasync = getattr(os, "fdatasync", os.fsync)
@@ -70,21 +87,6 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the directory's entries (created, renamed, removed names) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class RecoveryReport:
     """What WriteAheadLog.open() found and did; str() is a one-line summary for the log."""
@@ -97,6 +99,9 @@ class RecoveryReport:
     torn_offset: int | None = None  # ... at this byte offset
     torn_bytes: int = 0  # ... this many bytes
     torn_problem: str | None = None  # ... because of this
+    unsynced_segment: str | None = None  # the segment cut back after a failed sync (SYNC_FAILED)
+    unsynced_bytes: int = 0  # ... by this many bytes, never synced
+    started_segment: str | None = None  # a new segment for the appends (the last one had been written to)
     removed_temp_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -109,6 +114,10 @@ class RecoveryReport:
                 f"; cut a torn tail of {self.torn_bytes} bytes from {self.torn_segment} at offset "
                 f"{self.torn_offset} ({self.torn_problem})"
             )
+        if self.unsynced_segment:
+            text += f"; cut {self.unsynced_bytes} bytes never synced from {self.unsynced_segment} (a sync had failed)"
+        if self.started_segment:
+            text += f"; appending to a new segment {self.started_segment}"
         return text + f" in {self.seconds * 1000:.1f} ms"
 
 
@@ -295,6 +304,7 @@ class WriteAheadLog(_LogView):
         self._seq = 0  # the active (last) segment
         self._wfd = -1  # its fd, positioned at its end
         self._size = 0  # its size
+        self._synced = 0  # bytes of it that the last successful sync covered
         self._dirty = False  # appended since the last sync
         self._failed: BaseException | None = None
         self._lock_fd = -1
@@ -369,6 +379,7 @@ class WriteAheadLog(_LogView):
                 except OSError as exc:
                     self._fail(exc)
             self._dirty = False
+            self._synced = self._size
 
     def compact(self, upto_index: int) -> None:
         """Drop the log up to `upto_index` once a snapshot covers it (later issue).
@@ -410,13 +421,25 @@ class WriteAheadLog(_LogView):
     def _fail(self, exc: OSError) -> None:
         """After a failed write or fsync the file's state is unknown (a partial
         record, or pages the kernel dropped: retrying fsync can falsely succeed).
-        Refuse all further use; recovery at restart sorts out what is on disk."""
+        Refuse all further use, and tell the next open() where the active
+        segment stops being trustworthy (the module docstring)."""
         self._failed = exc
+        if self._wfd >= 0:
+            self._record_failure(exc)
         raise StorageError(f"{self.directory}: write-ahead log I/O failed: {exc}; restart to recover") from exc
+
+    def _record_failure(self, exc: OSError) -> None:
+        """Best effort: the disk that failed may fail this write too."""
+        marker = {"segment": self._paths[self._seq].name, "synced_bytes": self._synced, "error": str(exc)}
+        try:
+            write_file_atomically(self.directory / _SYNC_FAILED_NAME, json.dumps(marker).encode(), fsync=self.fsync)
+        except OSError as marker_exc:
+            log.error("%s: cannot record the failure in %s (%s); the next open starts a new segment anyway",
+                      self.directory, _SYNC_FAILED_NAME, marker_exc)
 
     def _write(self, data: bytes) -> None:
         try:
-            _write_all(self._wfd, data)
+            write_all(self._wfd, data)
         except OSError as exc:
             self._fail(exc)
         self._size += len(data)
@@ -432,28 +455,21 @@ class WriteAheadLog(_LogView):
 
     def _create_segment(self, seq: int, first_index: int) -> None:
         path = self.directory / segment_name(seq, first_index)
-        tmp = path.with_name(path.name + _TMP_SUFFIX)
         data = records.segment_header() + records.encode_hard_state(self._index.hard_state)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
-            if self.fsync:
-                os.fsync(fd)
-            os.rename(tmp, path)
-            if self.fsync:
-                _fsync_dir(self.directory)
+            write_file_atomically(path, data, fsync=self.fsync)
+            fd = os.open(path, os.O_RDWR)
         except OSError as exc:
-            os.close(fd)
             self._fail(exc)
+        os.lseek(fd, len(data), os.SEEK_SET)
         self._paths[seq] = path
         self._seq, self._wfd, self._size, self._dirty = seq, fd, len(data), False
+        self._synced = len(data)
 
     def _lock(self) -> None:
-        created = not self.directory.exists()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if created and self.fsync:
-            _fsync_dir(self.directory.parent)
-        self._lock_fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        make_private_dir(self.directory)
+        self._lock_fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        os.fchmod(self._lock_fd, PRIVATE_FILE_MODE)  # the umask, or an older version's 0644
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -463,13 +479,17 @@ class WriteAheadLog(_LogView):
         started = time.monotonic()
         report = self.recovery_report
         for name in os.listdir(self.directory):
-            if name.endswith(".wal" + _TMP_SUFFIX):  # a rotation that never completed
+            if name.endswith(TMP_SUFFIX):  # a file write (a rotation) that never completed
                 os.unlink(self.directory / name)
                 report.removed_temp_files.append(name)
         if report.removed_temp_files and self.fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
+        failed_sync = self._read_sync_failure()
         segments = list_segments(self.directory)
         if not segments:
+            if failed_sync is not None:
+                raise WalCorruptError(self.directory / _SYNC_FAILED_NAME, 0,
+                                      f"names segment {failed_sync[0]}, but there is no segment")
             report.created = True
             self._create_segment(1, 1)
             report.segments = [self._paths[1].name]
@@ -479,51 +499,103 @@ class WriteAheadLog(_LogView):
         for expected, (seq, path) in enumerate(segments, 1):
             if seq != expected:
                 raise WalCorruptError(path, 0, f"segment number {expected} is missing before this one")
-        end = 0
+        if failed_sync is not None:
+            self._cut_unsynced(*failed_sync)
+        end = count = 0
         for seq, path in segments:
-            end = self._recover_segment(seq, path, last=seq == segments[-1][0])
+            end, count = self._recover_segment(seq, path, last=seq == segments[-1][0])
             self._paths[seq] = path
             report.segments.append(path.name)
         seq, path = segments[-1]
-        self._seq, self._size = seq, end
-        self._wfd = os.open(path, os.O_RDWR)
-        os.lseek(self._wfd, end, os.SEEK_SET)
+        if failed_sync is None and count == 1 and report.torn_segment is None:
+            # Nothing but its creation's hard state, which was fsynced before the rename.
+            self._seq, self._size, self._synced = seq, end, end
+            self._wfd = os.open(path, os.O_RDWR)
+            os.lseek(self._wfd, end, os.SEEK_SET)
+        else:
+            self._create_segment(seq + 1, self._index.last_index + 1)
+            report.started_segment = self._paths[seq + 1].name
+        if failed_sync is not None:
+            os.unlink(self.directory / _SYNC_FAILED_NAME)
+            if self.fsync:
+                fsync_dir(self.directory)
         report.seconds = time.monotonic() - started
         log.info("%s", report)
 
-    def _recover_segment(self, seq: int, path: Path, last: bool) -> int:
-        """Index one segment's records; cut a torn tail if it is the last. Returns its end."""
+    def _read_sync_failure(self) -> tuple[str, int] | None:
+        """(segment name, bytes synced) from the marker _record_failure() wrote, or None."""
+        path = self.directory / _SYNC_FAILED_NAME
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            marker = json.loads(text)
+            name, synced = marker["segment"], marker["synced_bytes"]
+            if not (isinstance(name, str) and _SEGMENT_NAME.match(name) and isinstance(synced, int)):
+                raise ValueError(name, synced)
+        except (ValueError, KeyError, TypeError):
+            raise WalCorruptError(path, 0, "unreadable record of a failed sync") from None
+        return name, synced
+
+    def _cut_unsynced(self, name: str, synced: int) -> None:
+        """Cut segment `name` back to the `synced` bytes its last successful
+        sync covered: what follows may exist only in the page cache."""
+        path = self.directory / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise WalCorruptError(self.directory / _SYNC_FAILED_NAME, 0,
+                                  f"names segment {name}, which does not exist") from None
+        if size < synced:
+            raise WalCorruptError(path, size, f"the segment ends before the {synced} bytes that its last "
+                                  f"successful sync covered ({_SYNC_FAILED_NAME})")
+        if size > synced:
+            self._truncate(path, synced)
         report = self.recovery_report
+        report.unsynced_segment, report.unsynced_bytes = name, size - synced
+        log.warning("%s: a sync had failed: cut the %d bytes after offset %d, never synced", path, size - synced, synced)
+
+    def _truncate(self, path: Path, size: int) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.ftruncate(fd, size)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _recover_segment(self, seq: int, path: Path, last: bool) -> tuple[int, int]:
+        """Index one segment's records; cut a torn tail if it is the last.
+        Returns its end and how many valid records it holds."""
+        report = self.recovery_report
+        count = 0
         data = path.read_bytes()
         problem = records.segment_header_problem(data)
         if problem:
             raise WalCorruptError(path, 0, problem)
 
         def on_record(offset: int, kind: int, payload: memoryview) -> None:
+            nonlocal count
             try:
                 self._index.load(kind, payload, seq, offset)
             except (ValueError, TypeError) as exc:  # msgpack raises both for bad data
                 raise WalCorruptError(path, offset, f"record content: {exc}") from None
             report.records += 1
+            count += 1
 
         end, problem = records.scan(data, records.SEGMENT_HEADER.size, on_record)
         if problem is None:
-            return end
+            return end, count
         if not last:
             raise WalCorruptError(path, end, f"{problem} (in a segment that a newer one follows)")
         if not records.is_torn_tail(data, end):
             raise WalCorruptError(path, end, f"{problem}, and valid data follows it")
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.ftruncate(fd, end)
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._truncate(path, end)
         report.torn_segment, report.torn_offset = path.name, end
         report.torn_bytes, report.torn_problem = len(data) - end, problem
         log.warning("%s: cut a torn tail of %d bytes at offset %d: %s", path, len(data) - end, end, problem)
-        return end
+        return end, count
 
     def _fd(self, seq: int) -> int:
         if seq == self._seq:

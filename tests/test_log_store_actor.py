@@ -6,8 +6,10 @@ layout.raft_ipc receives the log-store's answers, and a DEALER with identity
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -355,6 +357,36 @@ def test_failed_fsync_stops_the_log_store(node: Node, monkeypatch: pytest.Monkey
     node.raft.nothing_within(0.2)  # and it never claimed the write durable
 
 
+def test_after_a_failed_fsync_the_restarted_log_store_writes_a_new_segment(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandzmq.storage import wal as wal_module
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    ref = node.start()
+    node.raft.expect(LogState)
+    node.raft.send(LogWrite(1, entries(1, 3), HardState(1, "n1", 0)))
+    assert node.raft.expect(LogDurable) == LogDurable(1, 3)
+    with monkeypatch.context() as patch:
+        patch.setattr(wal_module, "_fdatasync", eio)
+        node.raft.send(LogWrite(2, entries(4, 6), None))
+        wait_dead(ref)
+    assert requested_exit(ref) == EXIT_FAILURE
+    (old,) = node.layout.wal_dir.glob("*.wal")
+
+    node.start()  # as the supervisor does
+    state = node.raft.expect(LogState)
+    assert state.last_index == 3  # write 2 was never acknowledged, and is not on disk
+    size = old.stat().st_size
+    node.raft.send(LogWrite(2, entries(4, 6), None))  # the raft actor's resend
+    assert node.raft.expect(LogDurable) == LogDurable(2, 6)
+    assert old.stat().st_size == size
+    assert sorted(p.name for p in node.layout.wal_dir.glob("*.wal")) == [
+        old.name, "0000000000000002-0000000000000004.wal"]
+
+
 # ----------------------------------------------------------------------------- as a process
 
 
@@ -395,6 +427,38 @@ def test_process_stops_on_sigterm_with_status_0(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
         assert "Traceback" not in stderr
         assert " n1/log INFO " in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raft.close()
+
+
+def test_process_makes_the_node_directories_private(tmp_path: Path) -> None:
+    """Directories an older version made world-readable are tightened when
+    the node starts, and nothing new is created readable by others, whatever
+    the umask."""
+    config_path = write_config(tmp_path)
+    config = load_config(config_path)
+    layout = NodeLayout.of(config, "n1")
+    for directory in (layout.data_dir, layout.wal_dir, layout.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+    raft = FakeRaft(layout, Envelope(config.name))
+    previous = os.umask(0)
+    try:
+        proc = actor_process(config_path)
+    finally:
+        os.umask(previous)
+    try:
+        raft.expect(LogState)  # it is up
+        for directory in (layout.data_dir, layout.wal_dir, layout.run_dir):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        for path in layout.wal_dir.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        proc.send_signal(signal.SIGTERM)
+        code, stderr = finish(proc)
+        assert code == 0, stderr
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -3,12 +3,13 @@
 The real actors are not needed to test the policy: the Supervisor takes a
 command factory, and here every "actor" is a tiny Python program that
 records its pid, then behaves as a per-actor mode file says (run, exit N, or
-ignore SIGTERM). Tests that need the supervisor's signal handling run it as
+ignore SIGTERM), and records its pid again when SIGTERM stops it. Tests that need the supervisor's signal handling run it as
 a process of its own (a driver script); the others drive it in-process with
 start() / step() / stop().
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from sandzmq import ClusterUnavailable, ConfigError, NotLeaderError, RaftReplicator
-from sandzmq.actors.supervisor import KINDS, RestartPolicy, Supervisor, describe_exit
+from sandzmq.actors.supervisor import KINDS, NAMES, RestartPolicy, Supervisor, describe_exit
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.statemachines.kv import encode_get, encode_put
 
@@ -34,10 +35,14 @@ mode_file = os.path.join(logdir, f"{node}-{kind}.mode")
 mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "run"
 if mode.startswith("exit"):
     sys.exit(int(mode[4:]))
+def on_sigterm(*args):
+    with open(os.path.join(logdir, f"{node}-{kind}.sigterm"), "a") as f:
+        f.write(f"{os.getpid()}\n")
+    sys.exit(0)
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    signal.signal(signal.SIGTERM, on_sigterm)
 while True:
     time.sleep(1)
 """
@@ -48,11 +53,13 @@ from sandzmq.actors.supervisor import RestartPolicy, Supervisor
 from sandzmq.config import load_config
 
 config, logdir, child, grace = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+parent_fd = int(sys.argv[5]) if len(sys.argv) > 5 else None
 code = open(child).read()
 supervisor = Supervisor(
     load_config(config),
     command=lambda kind, node: [sys.executable, "-c", code, kind, node, logdir],
     policy=RestartPolicy(backoff_initial=0.02, stop_grace=grace, poll_interval=0.02),
+    parent_fd=parent_fd,
 )
 sys.exit(supervisor.run())
 """
@@ -107,6 +114,10 @@ class Actors:
 
     def set_mode(self, node: str, kind: str, mode: str) -> None:
         (self.logdir / f"{node}-{kind}.mode").write_text(mode)
+
+    def sigtermed(self, node: str, kind: str) -> list[int]:
+        path = self.logdir / f"{node}-{kind}.sigterm"
+        return [int(line) for line in path.read_text().split()] if path.exists() else []
 
     def all_pids(self) -> list[int]:
         return [int(line) for path in self.logdir.glob("*.starts") for line in path.read_text().split()]
@@ -179,39 +190,24 @@ def test_an_actor_that_exits_is_restarted_whatever_its_status(supervise, actors:
     wait_until(lambda: len(actors.starts("n1", "apply")) == 2, tick=supervisor.step, what="apply restarted")
 
 
-def test_exit_status_3_is_not_restarted(supervise, actors: Actors) -> None:
-    actors.set_mode("n1", "apply", "exit3")
-    supervisor = supervise()
-    supervisor.start()
-    apply = next(c for c in supervisor.children if c.kind == "apply")
-    wait_until(lambda: apply.given_up, tick=supervisor.step, what="apply given up")
-    assert "refuses to start" in apply.reason
-    # Several backoff periods later it has still not been started again,
-    # and the node's other actors are untouched.
-    until = time.monotonic() + 0.3
-    while time.monotonic() < until:
-        assert supervisor.step()
-        time.sleep(0.02)
-    assert len(actors.starts("n1", "apply")) == 1
-    pids = running_pids(supervisor)
-    assert pids["apply"] is None and pids["log"] and pids["raft"]
-
-
-def test_a_log_store_that_refuses_stops_its_node(supervise, actors: Actors) -> None:
-    actors.set_mode("n1", "log", "exit3")
+@pytest.mark.parametrize("status", [2, 3])
+def test_exit_status_2_or_3_is_given_up_and_ends_supervision(supervise, actors: Actors, status: int) -> None:
+    """Restarting cannot fix a configuration error (2) or an actor that refuses
+    to start (3); and a node missing an actor for good must not look alive."""
+    actors.set_mode("n1", "apply", f"exit{status}")
     supervisor = supervise(["n1", "n2"])
     supervisor.start()
-    wait_until(lambda: all(c.given_up for c in supervisor.children if c.node == "n1"), tick=supervisor.step, what="n1 stopped")
-    assert running_pids(supervisor, "n1") == {"log": None, "apply": None, "raft": None}
-    assert all(running_pids(supervisor, "n2").values())
-    assert supervisor.step()  # n2 still runs
-
-
-def test_nothing_left_running_ends_supervision(supervise, actors: Actors) -> None:
-    actors.set_mode("n1", "log", "exit3")
-    supervisor = supervise()
-    supervisor.start()
-    wait_until(lambda: not supervisor.step(), what="step() to report nothing left")
+    apply = next(c for c in supervisor.children if c.kind == "apply")
+    wait_until(lambda: not supervisor.step(), what="step() to report the end of supervision")
+    assert apply.given_up and ("refuses to start" if status == 3 else "configuration error") in apply.reason
+    # Several backoff periods later it has still not been started again.
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:
+        assert not supervisor.step()
+        time.sleep(0.02)
+    assert len(actors.starts("n1", "apply")) == 1
+    supervisor.stop()
+    assert supervisor.pids() == {n: {"log": None, "apply": None, "raft": None} for n in ("n1", "n2")}
 
 
 def test_a_crash_loop_is_given_up(supervise, actors: Actors) -> None:
@@ -219,10 +215,9 @@ def test_a_crash_loop_is_given_up(supervise, actors: Actors) -> None:
     supervisor = supervise()
     supervisor.start()
     raft = next(c for c in supervisor.children if c.kind == "raft")
-    wait_until(lambda: raft.given_up, tick=supervisor.step, what="raft given up")
-    assert "crash loop" in raft.reason
+    wait_until(lambda: not supervisor.step(), what="step() to report the end of supervision")
+    assert raft.given_up and "crash loop" in raft.reason
     assert len(actors.starts("n1", "raft")) == FAST.max_restarts + 1
-    assert all(pid for kind, pid in running_pids(supervisor).items() if kind != "raft")
 
 
 def test_the_backoff_doubles_and_is_capped(supervise, actors: Actors) -> None:
@@ -271,12 +266,12 @@ def driver(tmp_path: Path, actors: Actors) -> Iterator[Callable[..., subprocess.
     (tmp_path / "driver.py").write_text(DRIVER)
     (tmp_path / "child.py").write_text(CHILD)
 
-    def start(node_ids: list[str] = ["n1"], grace: float = 2.0) -> subprocess.Popen[bytes]:  # noqa: B006
+    def start(node_ids: list[str] = ["n1"], grace: float = 2.0, parent_fd: int | None = None) -> subprocess.Popen[bytes]:  # noqa: B006
         config = write_config(tmp_path, node_ids)
-        proc = subprocess.Popen(
-            [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), str(grace)],
-            start_new_session=True,
-        )
+        argv = [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), str(grace)]
+        if parent_fd is not None:
+            argv.append(str(parent_fd))
+        proc = subprocess.Popen(argv, start_new_session=True, pass_fds=() if parent_fd is None else (parent_fd,))
         procs.append(proc)
         wait_until(lambda: all(actors.starts(n, k) for n in node_ids for k in KINDS), what="the actors to start")
         return proc
@@ -310,6 +305,21 @@ def test_ctrl_c_to_the_whole_group_stops_through_the_supervisor(driver, actors: 
     assert all(len(actors.starts("n1", k)) == 1 for k in KINDS)  # nobody was restarted on the way out
 
 
+def test_the_supervisor_stops_everything_when_its_parent_closes_the_pipe(driver, actors: Actors) -> None:
+    """The parent holds the write end of a pipe and never writes; when it
+    dies the kernel closes it, and the supervisor reads EOF."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = driver(["n1", "n2"], parent_fd=read_end)
+    finally:
+        os.close(read_end)
+    pids = actors.all_pids()
+    os.close(write_end)
+    assert proc.wait(8) == 0  # a graceful stop, as on SIGTERM
+    assert not any(alive(pid) for pid in pids)
+    assert all(actors.sigtermed(n, k) == actors.starts(n, k) for n in ("n1", "n2") for k in KINDS)
+
+
 def test_sigkill_of_the_group_is_a_node_crash(driver, actors: Actors) -> None:
     proc = driver()
     pids = actors.all_pids()
@@ -328,17 +338,26 @@ def test_actors_do_not_outlive_a_killed_supervisor(driver, actors: Actors) -> No
     wait_until(lambda: not any(alive(pid) for pid in pids), what="orphaned actors to stop")
 
 
-def test_run_exits_1_when_nothing_is_left(driver, actors: Actors, tmp_path: Path) -> None:
-    actors.set_mode("n1", "log", "exit3")
+@pytest.mark.parametrize("kind", ["log", "apply", "raft"])
+def test_run_stops_everything_and_exits_1_once_an_actor_is_given_up(driver, actors: Actors, tmp_path: Path, kind: str) -> None:
+    """So that a service manager sees the node is down: a node that keeps
+    running without its apply actor would still lead and take writes it
+    never answers."""
+    actors.set_mode("n2", kind, "exit3")
     (tmp_path / "driver.py").write_text(DRIVER)
     (tmp_path / "child.py").write_text(CHILD)
-    config = write_config(tmp_path, ["n1"])
+    config = write_config(tmp_path, ["n1", "n2"])
     proc = subprocess.run(
         [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), "2"],
         start_new_session=True, capture_output=True, text=True, timeout=30,
     )
-    assert proc.returncode == 1
-    assert "refuses to start" in proc.stderr and "log-store" in proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert "refuses to start" in proc.stderr and f"n2: the {NAMES[kind]}" in proc.stderr
+    wait_until(lambda: not any(alive(pid) for pid in actors.all_pids()), what="every actor to end")
+    for node in ("n1", "n2"):  # the others were stopped gracefully, not killed
+        for other in KINDS:
+            if (node, other) != ("n2", kind):
+                assert actors.sigtermed(node, other) == actors.starts(node, other), (node, other)
 
 
 # --- RaftReplicator: start() runs a node's supervisor, stop() ends it -------------------
@@ -355,6 +374,61 @@ def test_raft_replicator_checks_its_config_and_needs_start(tmp_path: Path) -> No
         node.replicate(b"x")
     node.stop()  # stopping a node that never started does nothing
     assert node.pid is None
+
+
+APPLICATION = r"""
+import json, sys, time
+import sandzmq
+
+node = sandzmq.RaftReplicator(sys.argv[1], "n1")
+node.start()
+deadline = time.monotonic() + 20
+while None in (pids := node.status()["pids"]).values() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"supervisor": node.pid, "actors": pids}), flush=True)
+sys.stdin.read()  # until killed (or the test's end of the pipe closes)
+"""
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """One line of proc's stdout, or AssertionError once `timeout` passes."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no output from pid {proc.pid} within {timeout} s")
+    return proc.stdout.readline()
+
+
+@pytest.mark.integration
+def test_raft_replicator_stops_its_node_when_the_application_is_killed(tmp_path: Path) -> None:
+    """SIGKILL runs no atexit handler and no stop(): the node must notice by
+    itself, or it runs on, orphaned, holding its ports and its data."""
+    from actor_partner import write_one_node_config  # here: see test_raft_replicator_runs_a_real_node
+
+    config = write_one_node_config(tmp_path, name="orphan")
+    app = subprocess.Popen([sys.executable, "-c", APPLICATION, str(config)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, cwd=tmp_path, start_new_session=True)
+    supervisor: int | None = None
+    try:
+        started = json.loads(read_line(app, 40))
+        supervisor = started["supervisor"]
+        pids = [supervisor, *started["actors"].values()]
+        assert all(isinstance(pid, int) and alive(pid) for pid in pids), started
+        app.kill()
+        app.wait(5)
+        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=20, what="the orphaned node to stop")
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        if supervisor is not None:  # spawn() made it a process group leader; its actors are in its group
+            try:
+                os.killpg(supervisor, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.integration

@@ -5,8 +5,10 @@ which runs hundreds of examples and checks logic, not the disk.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -187,6 +189,33 @@ def test_closed_log_refuses_appends(tmp_path: Path) -> None:
         wal.append(batch(1, 1))
 
 
+def test_files_and_directories_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Other local users must neither read the log (commands, votes) nor change it."""
+    directory = tmp_path / "data" / "n1" / "wal"
+    previous = os.umask(0)
+    try:
+        with WriteAheadLog.open(directory, segment_bytes=512) as wal:
+            for b in range(10):  # several rotations
+                wal.append(batch(b * 4 + 1, b * 4 + 4, size=32))
+                wal.sync()
+    finally:
+        os.umask(previous)
+    assert len(segments(directory)) > 2
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "data" / "n1").stat().st_mode) == 0o700  # created on the way: ours too
+    for path in directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_opening_tightens_what_an_older_version_left_open(tmp_path: Path) -> None:
+    filled(tmp_path / "wal", batches=2)
+    (tmp_path / "wal").chmod(0o755)
+    (tmp_path / "wal" / "LOCK").chmod(0o644)
+    WriteAheadLog.open(tmp_path / "wal").close()
+    assert stat.S_IMODE((tmp_path / "wal").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "wal" / "LOCK").stat().st_mode) == 0o600
+
+
 # -- rotation ------------------------------------------------------------------
 
 
@@ -351,6 +380,92 @@ def test_unfinished_rotation_leaves_no_trace(tmp_path: Path) -> None:
         assert wal.recovery_report.removed_temp_files == ["0000000000000002-000000000000000b.wal.tmp"]
         assert wal.last_index == 10
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# -- after a failed fsync ----------------------------------------------------------
+
+
+def eio(fd: int) -> None:
+    raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def fail_a_sync(directory: Path, monkeypatch: pytest.MonkeyPatch, *, marker_fails: bool = False) -> int:
+    """Entries 1..5 synced, 6..10 appended and their fsync failed (EIO), the
+    log closed. Returns the segment's size after the successful sync.
+    marker_fails: every file write fails too while the fsync fails."""
+    from sandzmq.storage import wal as wal_module
+
+    wal = WriteAheadLog.open(directory)
+    wal.append(batch(1, 5), HardState(1, "n1", 0))
+    wal.sync()
+    synced = segments(directory)[-1].stat().st_size
+    with monkeypatch.context() as patch:
+        patch.setattr(wal_module, "_fdatasync", eio)
+        if marker_fails:
+            patch.setattr(wal_module, "write_file_atomically", lambda *args, **kwargs: eio(-1))
+        wal.append(batch(6, 10), HardState(1, "n1", 5))
+        with pytest.raises(StorageError, match="Input/output error"):
+            wal.sync()
+    with pytest.raises(StorageError, match="failed earlier"):
+        wal.append(batch(11, 11))
+    wal.close()
+    return synced
+
+
+def test_after_a_failed_fsync_reopen_cuts_what_was_never_synced_and_starts_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux may mark the pages of a failed fsync clean: the page cache then
+    shows records the disk does not have. Appending behind them, or
+    reporting them durable, would build on data that is not there."""
+    synced = fail_a_sync(tmp_path, monkeypatch)
+    (old,) = segments(tmp_path)
+    assert old.stat().st_size > synced  # what the page cache shows
+    with WriteAheadLog.open(tmp_path) as wal:
+        assert wal.last_index == 5  # 6..10 were never acknowledged: that needs a successful sync
+        assert wal.hard_state == HardState(1, "n1", 0)
+        assert old.stat().st_size == synced
+        report = wal.recovery_report
+        assert (report.unsynced_segment, report.unsynced_bytes) == (old.name, len(records.encode_entries(batch(6, 10)))
+                                                                    + len(records.encode_hard_state(HardState(1, "n1", 5))))
+        assert "never synced" in str(report)
+        first, second = segments(tmp_path)
+        assert first == old and second.name == "0000000000000002-0000000000000006.wal"
+        wal.append(batch(6, 8, term=2))
+        wal.sync()
+        assert old.stat().st_size == synced  # the appends went to the new segment
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".wal"] == ["LOCK"]  # the marker is gone
+    with WriteAheadLog.open(tmp_path) as wal:
+        assert wal.entries(1, 9) == batch(1, 5) + batch(6, 8, term=2)
+        assert wal.recovery_report.unsynced_segment is None
+
+
+def test_without_the_failure_marker_reopen_still_never_appends_to_that_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker is best effort (the disk that failed the fsync may fail its write too)."""
+    fail_a_sync(tmp_path, monkeypatch, marker_fails=True)
+    (old,) = segments(tmp_path)
+    size = old.stat().st_size
+    with WriteAheadLog.open(tmp_path) as wal:
+        wal.append(batch(wal.last_index + 1, wal.last_index + 2, term=2))
+        wal.sync()
+    assert old.stat().st_size == size
+    assert len(segments(tmp_path)) == 2
+
+
+def test_reopen_appends_to_the_last_segment_only_if_nothing_was_written_to_it(tmp_path: Path) -> None:
+    WriteAheadLog.open(tmp_path).close()
+    WriteAheadLog.open(tmp_path).close()
+    assert len(segments(tmp_path)) == 1  # as created (and fsynced): nothing to doubt
+    with WriteAheadLog.open(tmp_path) as wal:
+        wal.append(batch(1, 3))
+    with WriteAheadLog.open(tmp_path) as wal:
+        assert [p.name for p in segments(tmp_path)] == [
+            "0000000000000001-0000000000000001.wal", "0000000000000002-0000000000000004.wal"]
+        assert wal.entries(1, 4) == batch(1, 3)
+    WriteAheadLog.open(tmp_path).close()
+    assert len(segments(tmp_path)) == 2
 
 
 # -- the reader ------------------------------------------------------------------
