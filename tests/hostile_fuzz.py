@@ -208,9 +208,11 @@ class Monitor:
             if node in self.exclude:
                 continue
             was = self.groups.get(node, set())
-            names = {pid: actor for actor, pid in self.pids[node].items()}
+            names = {pid: f"{actor} actor" for actor, pid in self.pids[node].items()}
+            names[self.cluster.proc(node).pid] = "supervisor"
             for pid in sorted(was - now):
-                self.restarts.append(self._event(f"{node}: process {pid} ({names.get(pid, 'supervisor?')}) died"))
+                name = names.get(pid, "an actor started during the run")
+                self.restarts.append(self._event(f"{node}: process {pid} ({name}) died"))
             for pid in sorted(now - was):
                 self.restarts.append(self._event(f"{node}: new process {pid} in its group"))
             self.groups[node] = set(now)
