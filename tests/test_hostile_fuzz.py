@@ -38,8 +38,11 @@ def test_hostile_frames_neither_crash_nor_brick_nor_corrupt_the_cluster(make_clu
     cluster = make_cluster(state_machine=RECORDING_SM)
     report = run_scenario(cluster, seconds, seed, rate)
 
-    assert sum(report.frames_by_kind.values()) > 0, "no hostile frame was sent"
-    assert not report.problems, (
-        f"{len(report.problems)} problem(s) with seed {seed} (replay: SANDZMQ_FUZZ_SEED={seed}):\n{report.summary()}"
-    )
+    sent = sum(report.frames_by_kind.values())
+    assert sent > 0, "no hostile frame was sent"
+    if report.problems:  # pytest.fail: the summary once, not the report's repr as well
+        pytest.fail(
+            f"{len(report.problems)} problem(s) with seed {seed} (replay: SANDZMQ_FUZZ_SEED={seed}):\n{report.summary()}",
+            pytrace=False,
+        )
     print(report.summary())
