@@ -327,6 +327,8 @@ class Cluster:
         self.log_dir = self.root / "logs"
         self.log_dir.mkdir(exist_ok=True)
         self.config_path = self.root / "cluster.toml"
+        #: A node listed here is started with its own config file (write_node_config).
+        self.node_configs: dict[str, Path] = {}
         self.write_config()
         self.env = self._node_env(env)
 
@@ -344,7 +346,10 @@ class Cluster:
 
     # ------------------------------------------------------------------ config
 
-    def config_text(self) -> str:
+    def config_text(self, raft_addresses: Mapping[str, str] | None = None) -> str:
+        """The config file; `raft_addresses` overrides some nodes' raft addresses
+        (the view of the peers one node gets from write_node_config)."""
+        raft = {**self.raft_addresses, **(raft_addresses or {})}
         lines = [
             "# written by tests/cluster.py",
             "[cluster]",
@@ -365,7 +370,7 @@ class Cluster:
             lines += [
                 "[[nodes]]",
                 f"id = {_toml_value(n)}",
-                f"raft = {_toml_value(self.raft_addresses[n])}",
+                f"raft = {_toml_value(raft[n])}",
                 f"client = {_toml_value(self.client_addresses[n])}",
                 "",
             ]
@@ -375,6 +380,21 @@ class Cluster:
         tmp = self.config_path.with_suffix(".toml.tmp")
         tmp.write_text(self.config_text())
         os.replace(tmp, self.config_path)
+
+    def write_node_config(self, node: str, raft_addresses: Mapping[str, str]) -> Path:
+        """Give `node` a config file of its own, the cluster's except that the
+        other nodes' raft addresses are those of `raft_addresses` (a proxy in
+        front of them: tests/frame_capture.py), and start it with that file
+        from now on. Its own address is never overridden, since it binds
+        there; status and clients keep using the cluster's file, which has
+        the real addresses."""
+        self._check_node(node)
+        if node in raft_addresses:
+            raise ValueError(f"{node} binds its own raft address; only other nodes' can be overridden")
+        path = self.root / f"{node}.toml"
+        path.write_text(self.config_text(raft_addresses))
+        self.node_configs[node] = path
+        return path
 
     def _node_env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ)
@@ -432,9 +452,11 @@ class Cluster:
         return proc
 
     def start(self, node: str) -> None:
-        """Start one node (`sandzmq start --config F --node ID`); returns at once."""
+        """Start one node (`sandzmq start --config F --node ID`, F its own file
+        if it has one, see write_node_config); returns at once."""
         self._check_node(node)
-        self._spawn(node, [str(SANDZMQ), "start", "--config", str(self.config_path), "--node", node])
+        config = self.node_configs.get(node, self.config_path)
+        self._spawn(node, [str(SANDZMQ), "start", "--config", str(config), "--node", node])
 
     def start_all(self) -> None:
         for node in self.node_ids:
