@@ -98,10 +98,12 @@ class Handshake:
         if peer in self.peers:
             self.reports[peer] = report
 
-    def decide(self, proposal: int) -> Decision:
-        """For a node without an identity; `proposal` is 0 until it wrote one."""
+    def decide(self, proposal: int, has_data: bool = False) -> Decision:
+        """For a node without an identity; `proposal` is 0 until it wrote one.
+        `has_data`: its log holds a term or entries (data from before
+        identities existed): its votes are on disk, so it is never refused."""
         elected = [(p, r.term) for p, r in self.reports.items() if r.state is DataState.MEMBER and r.term > 0]
-        if elected:
+        if elected and not has_data:
             peer, term = max(elected, key=lambda pt: pt[1])
             return Refuse(
                 f"{self.node_id} has no data, but its cluster has already elected a leader ({peer} is at term {term}): "

@@ -82,12 +82,13 @@ from typing import Any
 
 from sandzmq.config import ClusterConfig
 from sandzmq.storage import StorageError, WalCorruptError, WriteAheadLog
+from sandzmq.storage.identity import Identity, IdentityError, read_identity, write_identity
 from sandzmq.transport import Envelope, Inbox, PeerLink
 
 from .base import SocketActor
 from .layout import LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
-from .protocol import TO_LOG_STORE, LogDurable, LogGap, LogState, LogSync, LogWrite
+from .protocol import TO_LOG_STORE, LogDurable, LogGap, LogIdentity, LogState, LogSync, LogWrite
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class LogStoreActor(SocketActor):
         self.envelope = Envelope(config.name)
         self.incarnation = int.from_bytes(os.urandom(7), "big")  # tells the raft actor this is a new start
         self.wal: WriteAheadLog | None = None
+        self.identity: Identity | None = None  # whose data this is (storage/identity.py)
         self.inbox: Inbox | None = None
         self.link: PeerLink | None = None
         self._pending: int | None = None  # write_id of the last write appended but not yet synced
@@ -140,6 +142,11 @@ class LogStoreActor(SocketActor):
             log.error("cannot open the write-ahead log in %s: %s", layout.wal_dir, exc)
             request_exit(self, EXIT_FAILURE)
             return
+        problem = self._check_identity()
+        if problem:
+            log.error("%s", problem)
+            request_exit(self, EXIT_REFUSED)
+            return
         try:
             accept = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_LOG_STORE)}
             self.inbox = bind_inbox(layout.log_ipc, self.envelope, accept=accept)
@@ -157,6 +164,45 @@ class LogStoreActor(SocketActor):
             wal.hard_state.vote, wal.hard_state.commit, "on" if wal.fsync else "OFF",
         )
         self._send_state(0)
+
+    def _check_identity(self) -> str | None:
+        """Why this data directory is not this node's data, or None (SPEC 7:
+        another cluster's data, or a log lost while its identity survived)."""
+        assert self.wal is not None
+        node = self.node_id
+        try:
+            self.identity = read_identity(self.layout.wal_dir)
+        except IdentityError as exc:
+            return f"{node}: {exc}"
+        identity = self.identity
+        if identity is None:
+            return None
+        if identity.cluster != self.config.name:
+            return (f"{node}: {self.layout.wal_dir} holds data of cluster {identity.cluster!r}, not {self.config.name!r}: "
+                    "point data_dir elsewhere, or replace the node (SPEC 7)")
+        if identity.node != node:
+            return f"{node}: {self.layout.wal_dir} holds the data of node {identity.node!r}: point data_dir elsewhere"
+        if identity.cluster_id and self.wal.recovery_report.created:
+            return (f"{node}: its write-ahead log in {self.layout.wal_dir} is gone, but its identity is not: it must not "
+                    f"vote again. Replace it (SPEC 7): `sandzmq members remove {node}`, start it empty with join = true, "
+                    f"then `sandzmq members add {node}`")
+        return None
+
+    def _record_identity(self, request: LogIdentity) -> None:
+        """Write the identity the bootstrap handshake decided (never a second cluster id)."""
+        current = self.identity
+        if current is not None and current.cluster_id and request.cluster_id != current.cluster_id:
+            log.error("refused to change the node's cluster id from %s to %s", current.cluster_id, request.cluster_id)
+        else:
+            identity = Identity(self.config.name, self.node_id, request.cluster_id, request.proposal)
+            try:
+                write_identity(self.layout.wal_dir, identity, fsync=self.config.raft.fsync)
+            except OSError as exc:
+                self._fail(StorageError(f"cannot write the node's identity: {exc}"))
+                return
+            self.identity = identity
+            log.info("identity recorded: %s", identity)
+        self._send_state(request.nonce)
 
     def close(self) -> None:
         for sock in (self.inbox, self.link):
@@ -181,6 +227,8 @@ class LogStoreActor(SocketActor):
                 self._append(message)
             else:
                 self._on_gap(message)
+        elif kind is LogIdentity:
+            self._record_identity(message)
         elif kind is LogSync:
             self._commit(force=True)
             self._epoch, self._expected, self._sync_nonce = message.epoch, message.next_write_id, message.nonce
@@ -254,9 +302,11 @@ class LogStoreActor(SocketActor):
     def _send_state(self, nonce: int) -> None:
         wal = self.wal
         assert wal is not None and self.link is not None
-        self.link.send(
-            LogState(nonce, os.getpid(), self.incarnation, wal.hard_state, wal.first_index, wal.last_index, wal.last_term, self._durable)
-        )
+        identity = self.identity
+        self.link.send(LogState(
+            nonce, os.getpid(), self.incarnation, wal.hard_state, wal.first_index, wal.last_index, wal.last_term,
+            self._durable, identity.cluster_id if identity else "", identity.proposal if identity else 0,
+        ))
 
     def _fail(self, exc: StorageError) -> None:
         """The disk failed us: acknowledge nothing more, and let the process die."""

@@ -113,7 +113,7 @@ def bind_inbox(address: str, envelope: Envelope, wait_s: float = BIND_WAIT_S, *,
     delay = 0.005
     while True:
         try:
-            return Inbox(address, envelope, accept=accept)
+            return Inbox(address, envelope, accept=accept, handover=True)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or time.monotonic() + delay > deadline:
                 raise

@@ -27,6 +27,7 @@ from typing import Any
 import msgpack
 
 from sandzmq.raft.messages import Entry, HardState
+from sandzmq.storage.identity import MAX_CLUSTER_ID
 from sandzmq.transport import register
 from sandzmq.transport.codec import (
     MAX_UINT,
@@ -321,6 +322,19 @@ class LogState:
     last_index: int
     last_term: int
     write_id: int  # the last write_id it made durable (0 after a restart)
+    cluster_id: str = ""  # the node's identity (storage/identity.py); "" while it has none
+    proposal: int = 0  # its bootstrap proposal, 0 before it made one
+
+
+@dataclass(slots=True)
+class LogIdentity:
+    """From the raft actor, during the bootstrap handshake (actors/bootstrap.py):
+    record this identity (a proposal, or the cluster id), then answer with
+    LogState(nonce). A cluster id once recorded is never changed."""
+
+    nonce: int
+    cluster_id: str
+    proposal: int
 
 
 def _dec_log_write(body: Any) -> LogWrite:
@@ -332,12 +346,19 @@ def _dec_log_write(body: Any) -> LogWrite:
 
 
 def _dec_log_state(body: Any) -> LogState:
-    b = expect_list(body, 8, "LogState")
+    b = expect_list(body, 10, "LogState")
     return LogState(
         expect_uint(b[0], "nonce"), expect_uint(b[1], "pid"), expect_uint(b[2], "incarnation"),
         decode_hard_state(b[3]), expect_uint(b[4], "first_index"), expect_uint(b[5], "last_index"),
-        expect_uint(b[6], "last_term"), expect_uint(b[7], "write_id"),
+        expect_uint(b[6], "last_term"), expect_uint(b[7], "write_id"), expect_cluster_id(b[8]), expect_uint(b[9], "proposal"),
     )
+
+
+def expect_cluster_id(value: Any) -> str:
+    cluster_id = expect_str(value, "cluster_id")
+    if len(cluster_id) > MAX_CLUSTER_ID:
+        raise DecodeError(f"cluster_id: longer than {MAX_CLUSTER_ID} characters")
+    return cluster_id
 
 
 register(
@@ -372,9 +393,17 @@ register(
     LogState,
     lambda m: [
         m.nonce, m.pid, m.incarnation, encode_hard_state(m.hard_state),
-        m.first_index, m.last_index, m.last_term, m.write_id,
+        m.first_index, m.last_index, m.last_term, m.write_id, m.cluster_id, m.proposal,
     ],
     _dec_log_state,
+)
+register(
+    "l.identity",
+    LogIdentity,
+    lambda m: [m.nonce, m.cluster_id, m.proposal],
+    lambda b: LogIdentity(
+        expect_uint(expect_list(b, 3, "LogIdentity")[0], "nonce"), expect_cluster_id(b[1]), expect_uint(b[2], "proposal")
+    ),
 )
 
 # ---------------------------------------------------------------- raft <-> apply
@@ -505,6 +534,43 @@ register("a.query_result", LocalQueryResult, lambda m: [m.request_id, m.status, 
 
 
 
+# ---------------------------------------------------------------- raft <-> raft, besides the core's
+
+
+@dataclass(slots=True)
+class PeerHello:
+    """The identity handshake between raft actors (actors/bootstrap.py): what
+    the sender knows of its own data. `ask`: answer with yours. Sent on the
+    raft port like the core's messages, from the node it names."""
+
+    src: str
+    dst: str
+    ask: bool
+    state: int  # bootstrap.DataState
+    cluster_id: str
+    proposal: int
+    term: int
+
+
+def _dec_peer_hello(body: Any) -> PeerHello:
+    b = expect_list(body, 7, "PeerHello")
+    state = expect_uint(b[3], "state")
+    if state > 3:
+        raise DecodeError("PeerHello: unknown state")
+    return PeerHello(
+        expect_str(b[0], "src"), expect_str(b[1], "dst"), expect_bool(b[2], "ask"), state,
+        expect_cluster_id(b[4]), expect_uint(b[5], "proposal"), expect_uint(b[6], "term"),
+    )
+
+
+register(
+    "p.hello",
+    PeerHello,
+    lambda m: [m.src, m.dst, m.ask, m.state, m.cluster_id, m.proposal, m.term],
+    _dec_peer_hello,
+)
+
+
 # ---------------------------------------------------------------- trust boundaries
 # Which socket takes which messages (SPEC 3): each Inbox and PeerLink decodes
 # only its own set, by sender identity; everything else is dropped and
@@ -519,5 +585,5 @@ FROM_LOG_STORE: tuple[type, ...] = (LogDurable, LogState, LogGap)
 #: ... and from the apply actor (identity "apply").
 FROM_APPLY: tuple[type, ...] = (ApplyResults, ApplyState, LocalQueryResult)
 #: The log-store's and the apply actor's sockets, from the raft actor (identity "raft").
-TO_LOG_STORE: tuple[type, ...] = (LogWrite, LogSync)
+TO_LOG_STORE: tuple[type, ...] = (LogWrite, LogSync, LogIdentity)
 TO_APPLY: tuple[type, ...] = (ApplyBatch, LocalQuery)

@@ -17,14 +17,19 @@ What it keeps besides the core:
   term means the proposal was lost: the client is told LOST and retries with
   the same sequence number, which the apply actor's sessions deduplicate).
 
-It starts without a core: first the log-store must say what is durable
-(LogState); until then clients get BUSY and peers are ignored.
+It starts without a core: first the log-store must say what is durable and
+whose data it holds (LogState). A node with an identity (a cluster id)
+starts its core; one without goes through the identity handshake with its
+peers first (actors/bootstrap.py: a node that lost its data must not vote
+again), and a join = true node waits to be added. Until the core runs,
+clients get BUSY and the core's messages are ignored.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import os
+import secrets
 import time
 from collections import deque
 from typing import Any
@@ -36,6 +41,8 @@ from sandzmq.storage import WalReader
 from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Peers, receive_hwm
 
 from .base import SocketActor
+from .bootstrap import Become, DataState, Handshake, PeerReport, Propose, Refuse, Wait
+from .process import EXIT_REFUSED, request_exit
 from .layout import APPLY_IDENTITY, LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .proposals import PendingProposals
 from .protocol import (
@@ -55,7 +62,9 @@ from .protocol import (
     LocalQueryResult,
     LogDurable,
     LogGap,
+    LogIdentity,
     LogState,
+    PeerHello,
     LogSync,
     LogWrite,
     ReplyStatus,
@@ -73,6 +82,8 @@ MAX_PENDING_LOCAL_QUERIES = 10_000  # local reads the apply actor has not answer
 #: Unacknowledged writes older than this are resent (a LogGap lost on the way,
 #: or a log-store that dropped them): the resend is harmless, a stuck log is not.
 LOG_RESEND_AFTER_S = 5.0
+#: During the identity handshake, hellos go to the peers not yet heard from this often (ticks).
+HELLO_TICKS = 5
 #: An apply actor silent this long is taken for dead (it reports at least
 #: every 0.5 s, and between batches, which are bounded): the node stops
 #: leading until it hears from it again.
@@ -141,6 +152,18 @@ class RaftActor(SocketActor):
         self._apply_generation = 1  # bumped at every rewind (see ApplyBatch)
         self._apply_heard_at = time.monotonic()
         self._ineligible: set[str] = set()  # why this node must not lead now
+        # The identity handshake (actors/bootstrap.py) and where start-up is.
+        self.phase = "starting"  # starting | bootstrapping | joining | member | refused
+        self._handshake = Handshake(node_id, [v for v in self.voters if v != node_id])
+        self._cluster_id = ""
+        self._proposal = 0
+        self._identity_nonce = 0  # a LogIdentity awaiting its LogState
+        self._identity_sent = 0.0
+        self._has_data = False  # a log with a term or entries but no identity (data from before identities)
+        self._log_state: LogState | None = None  # the last LogState, for status before the core runs
+        self._waiting_for: tuple[str, ...] = ()
+        self._foreign_peers: set[str] = set()  # members of another cluster id: not listened to
+        self._ticks = 0
 
     # ------------------------------------------------------------------ sockets
 
@@ -155,7 +178,7 @@ class RaftActor(SocketActor):
         # and queue a bounded number of bytes per connection.
         opts = self.config.raft
         self.peer_inbox = Inbox(
-            node.raft, self.envelope, accept={ANY_SENDER: tags_of(*MESSAGE_TYPES)},
+            node.raft, self.envelope, accept={ANY_SENDER: tags_of(*MESSAGE_TYPES, PeerHello)},
             max_frame_bytes=opts.peer_frame_bytes, rcvhwm=receive_hwm(opts.peer_frame_bytes),
         )
         # The client port also answers the discovery handshake from any cluster name.
@@ -164,13 +187,14 @@ class RaftActor(SocketActor):
             node.client, client_envelope, accept={ANY_SENDER: tags_of(*CLIENT_REQUESTS)},
             max_frame_bytes=opts.client_frame_bytes, rcvhwm=receive_hwm(opts.client_frame_bytes),
         )
-        self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope, accept={
+        self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope, handover=True, accept={
             LOG_IDENTITY.encode(): tags_of(*FROM_LOG_STORE),
             APPLY_IDENTITY.encode(): tags_of(*FROM_APPLY),
         })
         others = {n.id: n.raft for n in self.config.nodes if n.id != self.node_id}
-        self._peer_identities = {peer.encode(): peer for peer in others}
-        self.peers = Peers(self.envelope, self.node_id, others, accept=frozenset())
+        # No fixed identity on peer links: on a public port it would be a
+        # handle for anyone to take the link over (see transport Inbox).
+        self.peers = Peers(self.envelope, None, others, accept=frozenset())
         self.log_link = PeerLink(self.layout.log_ipc, self.envelope, RAFT_IDENTITY, accept=frozenset())
         self.apply_link = PeerLink(self.layout.apply_ipc, self.envelope, RAFT_IDENTITY, accept=frozenset())
         self.watch_inbox(self.peer_inbox)
@@ -218,11 +242,13 @@ class RaftActor(SocketActor):
             self._on_local_query_result(message)
         elif isinstance(message, ClientQuery):
             self._on_query(message, reply_to)
+        elif isinstance(message, PeerHello):
+            self._on_peer_hello(message, reply_to)
         elif isinstance(message, StatusRequest):
             # Until the log-store has said what is durable the node serves
             # nothing; it stays silent, so `sandzmq status` shows it unreachable
             # rather than a role with unknown term and indexes.
-            if reply_to is not None and self.core is not None:
+            if reply_to is not None and self.phase != "starting":
                 self.client_inbox.reply(reply_to, StatusReply(message.request_id, self.status()))
             elif reply_to is None:
                 return self.status()
@@ -240,10 +266,20 @@ class RaftActor(SocketActor):
         self.failed_messages += 1
 
     def on_tick(self) -> None:
-        core = self.core
-        if core is None:
+        self._ticks += 1
+        if self.phase == "starting":
             self._request_log_state()  # the log-store may still be starting
             return
+        if self.phase == "bootstrapping":
+            self._advance_bootstrap()
+            return
+        core = self.core
+        if core is None:
+            return  # joining, or refused
+        if self._ticks % HELLO_TICKS == 0:
+            self._hello_unheard()
+        if "bootstrap" in self._ineligible and (core.term > 0 or self._handshake.first_election_allowed(self._cluster_id)):
+            self._set_ineligible("bootstrap", False)  # every peer is a member (or someone already campaigned)
         now = time.monotonic()
         if self._unacked and now - self._unacked_since > LOG_RESEND_AFTER_S:
             self._resend_writes("no acknowledgement from the log-store")
@@ -258,17 +294,115 @@ class RaftActor(SocketActor):
 
     # ------------------------------------------------------------------ peers
 
+    def _from_peer(self, m: Message | PeerHello, identity: bytes | None) -> bool:
+        """Whether `m` claims to come from a voter of the config file, for this
+        node. (A claim: without authentication any sender can make it, and
+        CURVE is what will bind a peer's key to its node id.)"""
+        if m.dst != self.node_id or m.src not in self._handshake.peers:
+            self.foreign_messages += 1
+            return False
+        return True
+
     def _on_peer_message(self, m: Message, identity: bytes | None) -> None:
         if self.core is None:
             return  # not started yet; Raft retries
-        if (
-            m.dst != self.node_id or m.src not in self.core.voters or m.src == self.node_id
-            # A peer's link presents its node id: a message naming another sender is not its.
-            or (identity is not None and self._peer_identities.get(identity) != m.src)
-        ):
-            self.foreign_messages += 1
+        if not self._from_peer(m, identity):
+            return
+        if m.src in self._foreign_peers:
+            self.foreign_messages += 1  # a member of another cluster (see _on_peer_hello)
             return
         self.core.step(m)
+
+    # ------------------------------------------------------------------ identity handshake
+
+    def _my_report(self) -> PeerReport:
+        term = self.core.term if self.core is not None else (self._log_state.hard_state.term if self._log_state else 0)
+        if self.phase == "member":
+            return PeerReport(DataState.MEMBER, self._cluster_id, self._proposal, term)
+        if self.phase == "joining":
+            return PeerReport(DataState.JOINING, "", 0, term)
+        state = DataState.PROPOSED if self._proposal else DataState.UNKNOWN
+        return PeerReport(state, "", self._proposal, term)
+
+    def _hello(self, peer: str, ask: bool) -> None:
+        r = self._my_report()
+        self.peers.send(peer, PeerHello(self.node_id, peer, ask, int(r.state), r.cluster_id, r.proposal, r.term))
+
+    def _hello_unheard(self) -> None:
+        """Ask the peers this node still needs to hear from: all of them while
+        bootstrapping, and those not heard as members of its cluster after."""
+        for peer in self._handshake.peers:
+            report = self._handshake.reports.get(peer)
+            if report is None or self.phase == "bootstrapping" or report.state is not DataState.MEMBER:
+                self._hello(peer, ask=True)
+
+    def _on_peer_hello(self, m: PeerHello, identity: bytes | None) -> None:
+        if self.phase == "starting" or not self._from_peer(m, identity):
+            return
+        self._handshake.heard(m.src, PeerReport(DataState(m.state), m.cluster_id, m.proposal, m.term))
+        if m.ask:
+            self._hello(m.src, ask=False)
+        if self.phase != "member":
+            return
+        other = self._handshake.other_cluster(m.src, self._cluster_id)
+        if other and m.src not in self._foreign_peers:
+            log.error("%s belongs to cluster %s, this node to %s: one of them holds another cluster's data; "
+                      "not listening to it", m.src, other, self._cluster_id)
+            self._foreign_peers.add(m.src)
+        elif not other:
+            self._foreign_peers.discard(m.src)
+
+    def _on_identity(self, state: LogState) -> None:
+        """The log-store said whose data it holds: start Raft, or find out first."""
+        self._identity_nonce = 0
+        self._cluster_id, self._proposal = state.cluster_id, state.proposal
+        if state.cluster_id:
+            self.phase = "member"
+            self._start_core(state)
+            if self.core is not None and self.core.term == 0 and self._handshake.peers:
+                self._set_ineligible("bootstrap", True)  # the first election waits for every peer to be a member
+            self._hello_unheard()
+        elif self.layout.node.join:
+            if self.phase != "joining":
+                log.info("no data, and join = true: waiting to be added to the cluster (sandzmq members add %s)",
+                         self.node_id)
+            self.phase = "joining"
+        else:
+            if self.phase != "bootstrapping":
+                log.info("no identity yet: asking %s whose data they hold before this node may vote",
+                         ", ".join(self._handshake.peers) or "nobody (one node)")
+            self.phase = "bootstrapping"
+            self._has_data = state.hard_state.term > 0 or state.last_index > 0
+            self._advance_bootstrap()
+
+    def _advance_bootstrap(self) -> None:
+        if self._identity_nonce:
+            if time.monotonic() - self._identity_sent > 1.0:  # a restarted log-store never got it
+                self._write_identity(self._cluster_id, self._proposal)
+            return
+        if self._ticks % HELLO_TICKS == 0:
+            self._hello_unheard()
+        decision = self._handshake.decide(self._proposal, self._has_data)
+        if isinstance(decision, Wait):
+            self._waiting_for = decision.peers
+        elif isinstance(decision, Refuse):
+            log.error("%s", decision.reason)
+            self.phase = "refused"
+            request_exit(self, EXIT_REFUSED)
+        elif isinstance(decision, Propose):
+            self._write_identity("", secrets.randbits(62) | 1)
+        elif isinstance(decision, Become):
+            log.info("joining cluster %s (the handshake with %s is complete)", decision.cluster_id,
+                     ", ".join(self._handshake.peers) or "nobody")
+            self._write_identity(decision.cluster_id, self._proposal)
+
+    def _write_identity(self, cluster_id: str, proposal: int) -> None:
+        """Have the log-store record it; its LogState answer moves start-up on."""
+        self._cluster_id, self._proposal = cluster_id, proposal
+        self._sync_nonce += 1
+        self._identity_nonce = self._sync_nonce
+        self._identity_sent = time.monotonic()
+        self.log_link.send(LogIdentity(self._sync_nonce, cluster_id, proposal))
 
     # ------------------------------------------------------------------ log-store
 
@@ -277,8 +411,11 @@ class RaftActor(SocketActor):
         if self.core is None:
             if state.nonce != self._sync_nonce:
                 return  # an answer to an older request, or the unprompted hello: wait for ours
-            self._start_core(state)
-        elif state.incarnation != self._log_incarnation:
+            self._log_state = state
+            self._log_incarnation = state.incarnation
+            self._on_identity(state)
+            return
+        if state.incarnation != self._log_incarnation:
             # The log-store restarted: whatever it had not acknowledged may be
             # lost. Resend it all, in order; appends supersede, so it is harmless.
             self._log_incarnation = state.incarnation
@@ -550,13 +687,30 @@ class RaftActor(SocketActor):
         drops = counters.as_dict()
         drops["failed"] = self.failed_messages
         drops["foreign"] = self.foreign_messages
-        dropped = counters.total + self.failed_messages + self.foreign_messages
+        # Messages the core refused as unbelievable (RaftCore.refused, by reason).
+        refused = dict(self.core.refused) if self.core is not None else {}
+        drops["unbelievable"] = sum(refused.values())
+        dropped = counters.total + self.failed_messages + self.foreign_messages + drops["unbelievable"]
         core = self.core
-        if core is None:
+        state = self._log_state
+        if core is None and (state is None or self.phase == "starting"):
             return {
                 "id": self.node_id, "role": "unreachable", "term": None, "leader": None,
                 "commit_index": None, "applied_index": None, "last_index": None,
                 "snapshot_index": None, "dropped": dropped, "pids": dict(self.pids), "followers": {}, "drops": drops,
+            }
+        if core is None:
+            assert state is not None
+            # Up, but not a member yet: it neither votes nor leads.
+            waiting = ", ".join(self._waiting_for) or "its log-store"
+            return {
+                "id": self.node_id, "role": "learner" if self.phase == "joining" else "follower",
+                "term": state.hard_state.term, "leader": None, "commit_index": state.hard_state.commit,
+                "applied_index": self.applied_index, "last_index": state.last_index,
+                "snapshot_index": state.first_index - 1, "dropped": dropped, "pids": dict(self.pids),
+                "followers": {}, "drops": drops,
+                "state": "waiting to be added (join = true)" if self.phase == "joining"
+                else f"{self.phase}: waiting for {waiting}",
             }
         core_status = core.status()
         role = core.role.value if core.role is not Role.PRE_CANDIDATE else "candidate"
@@ -574,5 +728,6 @@ class RaftActor(SocketActor):
             "followers": core_status["followers"],
             "drops": drops,
             "durable_index": core.durable_index,
+            "refused": refused,
             "stats": dict(self.stats),
         }

@@ -312,13 +312,16 @@ class Cluster:
         name: str = "itest",
         state_machine_options: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        join: Iterable[str] = (),
     ) -> None:
+        """`join`: ids of nodes written with join = true (started empty, waiting to be added)."""
         self.root = Path(tmp_path)
         self.root.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.state_machine = state_machine
         self.raft_options = dict(raft_options or {})
         self.state_machine_options = dict(state_machine_options or {})
+        self.join = set(join)
         self.node_ids = [f"n{i}" for i in range(1, nodes + 1)]
         ports = free_ports(2 * nodes)
         self.raft_addresses = {n: f"tcp://127.0.0.1:{ports[2 * i]}" for i, n in enumerate(self.node_ids)}
@@ -372,6 +375,7 @@ class Cluster:
                 f"id = {_toml_value(n)}",
                 f"raft = {_toml_value(raft[n])}",
                 f"client = {_toml_value(self.client_addresses[n])}",
+                *(["join = true"] if n in self.join else []),
                 "",
             ]
         return "\n".join(lines)

@@ -127,3 +127,11 @@ def test_every_node_of_a_new_cluster_ends_with_the_same_cluster_id(seed: int) ->
             shakes[n] = Handshake(n, [p for p in ids if p != n])
     assert all(disk[n][1] for n in ids), disk
     assert len({disk[n][1] for n in ids}) == 1, disk
+
+
+def test_a_node_whose_log_has_data_but_no_identity_is_not_refused() -> None:
+    """Data from before identities existed: its votes are on disk."""
+    h = Handshake("n2", ["n1"])
+    h.heard("n1", member("c1", term=7))
+    assert h.decide(0, has_data=True) == Propose()
+    assert h.decide(5, has_data=True) == Become("c1")

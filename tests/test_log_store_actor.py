@@ -368,7 +368,7 @@ def test_after_a_failed_fsync_the_restarted_log_store_writes_a_new_segment(
     ref = node.start()
     node.raft.expect(LogState)
     node.raft.send(LogWrite(1, entries(1, 3), HardState(1, "n1", 0)))
-    assert node.raft.expect(LogDurable) == LogDurable(1, 3)
+    assert node.raft.expect(LogDurable) == LogDurable(1, 3, 1)
     with monkeypatch.context() as patch:
         patch.setattr(wal_module, "_fdatasync", eio)
         node.raft.send(LogWrite(2, entries(4, 6), None))
@@ -380,8 +380,10 @@ def test_after_a_failed_fsync_the_restarted_log_store_writes_a_new_segment(
     state = node.raft.expect(LogState)
     assert state.last_index == 3  # write 2 was never acknowledged, and is not on disk
     size = old.stat().st_size
-    node.raft.send(LogWrite(2, entries(4, 6), None))  # the raft actor's resend
-    assert node.raft.expect(LogDurable) == LogDurable(2, 6)
+    node.raft.send(LogSync(4, 0, 2))  # the raft actor's resend, from the write not acknowledged
+    assert node.raft.expect(LogState).nonce == 4
+    node.raft.send(LogWrite(2, entries(4, 6), None))
+    assert node.raft.expect(LogDurable) == LogDurable(2, 6, 1)
     assert old.stat().st_size == size
     assert sorted(p.name for p in node.layout.wal_dir.glob("*.wal")) == [
         old.name, "0000000000000002-0000000000000004.wal"]

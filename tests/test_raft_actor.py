@@ -23,6 +23,7 @@ from sandzmq.actors.protocol import (
     ApplyState,
     LogDurable,
     LogGap,
+    LogIdentity,
     LogState,
     LogSync,
     LogWrite,
@@ -48,6 +49,7 @@ class Node:
         self.ref: pykka.ActorRef[Any] = RaftActor.start(self.config, "n1")
         self.attackers: list[PeerLink] = []
         self.last_index = self.last_term = 0  # where the stand-in log-store's log ends
+        self.identity = ("", 0)  # (cluster id, proposal) the stand-in log-store recorded
 
     def status(self) -> dict[str, Any]:
         return self.ref.proxy().status().get(timeout=DEADLINE_S)
@@ -71,8 +73,11 @@ class Node:
         again each tick until it has an answer to its latest)."""
         while True:
             msg = self.log.receive()
+            if isinstance(msg, LogIdentity) and cls is not LogIdentity:  # the one-node bootstrap handshake
+                self.identity = (msg.cluster_id, msg.proposal)
+                msg = LogSync(msg.nonce)
             if isinstance(msg, LogSync) and cls is not LogSync:
-                self.log.send(LogState(msg.nonce, os.getpid(), 1, HardState(), 1, 0, 0, 0))
+                self.log.send(LogState(msg.nonce, os.getpid(), 1, HardState(), 1, 0, 0, 0, *self.identity))
                 continue
             assert isinstance(msg, cls), f"expected {cls.__name__}, got {msg!r}"
             return msg

@@ -221,11 +221,12 @@ def test_client_request_and_reply_through_the_router(net: Net) -> None:
     assert client.drain() == [HeartbeatResponse("n1", "c", 0, 1)]
 
 
-def test_restarted_peer_takes_over_its_identity(net: Net) -> None:
-    """ROUTER_HANDOVER: a process that comes back under the same identity
-    while its predecessor's connection is still up is not refused."""
+def test_restarted_peer_takes_over_its_identity_where_handover_is_on(net: Net) -> None:
+    """ROUTER_HANDOVER (a node's private ipc sockets): a process that comes
+    back under the same identity while its predecessor's connection is
+    still up is not refused."""
     env = Envelope("dev")
-    inbox = net.inbox(env)
+    inbox = net.inbox(env, handover=True)
     old = net.link(inbox.address, env, "n2")
     old.send(Heartbeat("n2", "n1", 1, 1))
     receive(inbox, 1)
@@ -236,6 +237,23 @@ def test_restarted_peer_takes_over_its_identity(net: Net) -> None:
     assert inbox.reply(b"n2", HeartbeatResponse("n1", "n2", 2))
     assert Poller([new]).wait(DEADLINE_S * 1000) == [new]
     assert new.drain() == [HeartbeatResponse("n1", "n2", 2)]
+
+
+def test_without_handover_a_second_connection_cannot_take_an_identity_over(net: Net) -> None:
+    """A public port: a sender claiming a connected peer's identity must not
+    cut that peer's link (issue 8: the displaced connection's messages were
+    lost, and libzmq later aborted the process)."""
+    env = Envelope("dev")
+    inbox = net.inbox(env)
+    real = net.link(inbox.address, env, "n2")
+    real.send(Heartbeat("n2", "n1", 1, 1))
+    receive(inbox, 1)
+    thief = net.link(inbox.address, env, "n2")
+    thief.send(Heartbeat("n2", "n1", 9, 9))
+    real.send(Heartbeat("n2", "n1", 2, 2))
+    [(ident, msg)] = receive(inbox, 1)
+    assert ident == b"n2" and msg.term == 2  # the real peer's link still delivers
+    assert Poller([inbox]).wait(300) == []  # and the thief's message never arrives
 
 
 # -- refusals: dropped, counted, and the inbox keeps working ----------------------

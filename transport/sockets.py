@@ -334,11 +334,15 @@ class Inbox:
     - ROUTER_MANDATORY: a reply to a full queue or an unknown identity
       reports an error (counted as `hwm` / `unroutable`) instead of
       vanishing.
-    - ROUTER_HANDOVER: a peer that restarts with the same identity takes it
+    - ROUTER_HANDOVER (`handover`, only for a node's private ipc sockets): a
+      partner that restarts with the same identity ("log", "apply") takes it
       over at once, instead of being refused while its dead predecessor's
-      connection lingers (after a host crash that can be minutes).
-      Identities must therefore be unique among the DEALERs connected to
-      one ROUTER (a node id for peers, "n1/raft"-style ids inside a node).
+      connection lingers. Never on a public port: there anyone could claim
+      a peer's identity and cut its link (the displaced connection's
+      messages are lost until its heartbeat times out, and libzmq 4.3.5
+      then aborts the process: `!_io_error`, stream_engine_base.cpp:310).
+      Without it a second connection with an identity already in use is
+      refused, so peers and clients present no fixed identity there.
     - MAXMSGSIZE = max_frame_bytes: larger frames never reach Python; see
       DropCounters.disconnects for how they show up.
     - A socket monitor counts failed handshakes and disconnects; its events
@@ -359,6 +363,7 @@ class Inbox:
         send_drops: SendDrops | None = None,
         security: object | None = None,
         accept: Acceptance | None = None,
+        handover: bool = False,
     ) -> None:
         """Bind at `address` (tcp://host:port, port 0 or * for any; or
         ipc://path, whose directory is created). max_frame_bytes defaults to
@@ -380,7 +385,7 @@ class Inbox:
                 max_message_bytes=max_frame_bytes or envelope.max_message_bytes,
             )
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1 if handover else 0)
             _apply_security(sock, security, server=True)
             if monitor:
                 self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
@@ -626,15 +631,16 @@ class Peers:
     def __init__(
         self,
         envelope: Envelope,
-        identity: str | bytes,
+        identity: str | bytes | None,
         addresses: Mapping[str, str] | None = None,
         *,
         security: object | None = None,
         **link_options: Any,
     ) -> None:
-        """`identity` is this node's (or process's) id, presented to every
-        peer; `addresses` maps node id -> raft address; `link_options` go to
-        each PeerLink (sndhwm, rcvhwm, immediate)."""
+        """`identity` is the id presented to every peer (None: one libzmq
+        picks per connection, as a node's raft actor does: see Inbox on
+        handover); `addresses` maps node id -> raft address; `link_options`
+        go to each PeerLink (sndhwm, rcvhwm, immediate)."""
         self.envelope = envelope
         self.identity = identity
         self.send_drops = SendDrops()
