@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -375,6 +376,12 @@ def test_after_a_failed_fsync_the_restarted_log_store_writes_a_new_segment(
         wait_dead(ref)
     assert requested_exit(ref) == EXIT_FAILURE
     (old,) = node.layout.wal_dir.glob("*.wal")
+    # pykka sets actor_stopped before on_stop closes the WAL: a new log-store
+    # started before that finds the lock taken (a process exit releases it).
+    for thread in threading.enumerate():
+        if thread.name.startswith(f"{LogStoreActor.__name__}-"):
+            thread.join(DEADLINE_S)
+            assert not thread.is_alive(), f"{thread.name} did not finish"
 
     node.start()  # as the supervisor does
     state = node.raft.expect(LogState)
