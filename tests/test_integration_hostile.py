@@ -139,7 +139,7 @@ def test_a_node_with_another_clusters_data_refuses_to_start(make_cluster):
     a.wait_for_leader(15)
     a.kill9("n1")
     b = make_cluster(name="cluster-b")
-    shutil.copytree(a.node_data_dir("n1"), b.node_data_dir("n1"))
+    shutil.copytree(a.wal_dir("n1"), b.wal_dir("n1"))  # (its run/ holds sockets)
     b.start("n1")
     assert b.wait_exit("n1", 30) != 0
     assert "holds data of cluster 'cluster-a', not 'cluster-b'" in b.log_text("n1")
@@ -190,21 +190,25 @@ def test_a_restarted_apply_actor_replays_the_log_once_without_stalling_the_leade
     queued for its predecessor, and each refusal made the raft actor resend
     the whole committed log in one loop turn (5 refusals of a 100,000-entry
     log: 500,000 entries), long enough to stop its heartbeats."""
+    import time
+
     c = make_cluster()
     c.start_all()
     leader = c.wait_for_leader(15)
     client = c.client()
-    futures = [client.replicate_async(b"%06d" % i, timeout=60) for i in range(100_000)]
-    for f in futures:
+    for f in [client.replicate_async(b"%06d" % i, timeout=60) for i in range(100_000)]:
         f.result(timeout=120)
     before = c.status(leader)
-    w = Writer(c.client(), "w")
-    w.start()  # batches keep coming while the apply actor is down
-    try:
-        c.kill_actor(leader, "apply")
-        wait_for(lambda: c.count(leader) >= 100_000, 60, f"{leader}'s new apply actor to replay the log")
-    finally:
-        w.stop()
+    c.kill_actor(leader, "apply")
+    # Many small batches committed while it is down: each queued for the dead
+    # apply actor, each refused by its successor.
+    late = []
+    for burst in range(60):
+        late += [client.replicate_async(b"late%02d-%03d" % (burst, i), timeout=60) for i in range(20)]
+        time.sleep(0.005)  # spread over loop turns, so that they are many batches (not a synchronisation)
+    for f in late:
+        f.result(timeout=90)
+    wait_for(lambda: c.count(leader) >= 101_200, 60, f"{leader}'s new apply actor to replay the log")
     after = c.status(leader)
     assert (after["role"], after["term"]) == ("leader", before["term"]), "the replay stalled the leader"
     replayed = after["stats"]["apply_entries"] - before["stats"]["apply_entries"]
