@@ -54,7 +54,9 @@ import logging
 import math
 import os
 import random
+import sys
 import threading
+import traceback
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -480,7 +482,21 @@ class Client:
         try:
             return future.result(guard)
         except TimeoutError:
-            raise ReplicationTimeout(f"no answer within {timeout} s (the client's I/O thread is stuck)") from None
+            raise ReplicationTimeout(
+                f"no answer within {timeout} s (the client's I/O thread is stuck{self._io_thread_whereabouts()})"
+            ) from None
+
+    def _io_thread_whereabouts(self) -> str:
+        """Where the I/O thread is now, for the error that says it is stuck."""
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        if frame is None:
+            return ", and no longer running"
+        stack = traceback.format_stack(frame, limit=6)
+        timers = self._timers
+        state = (f"; queued {len(self._queue)}, signalled {self._signalled}, ready {len(self._ready)}, "
+                 f"live {len(self._live)}, timers {len(timers)}"
+                 + (f", next in {timers[0][0] - time.monotonic():.3f} s" if timers else ""))
+        return ": " + " <- ".join(line.strip().splitlines()[0] for line in reversed(stack)) + state
 
     # ------------------------------------------------------------ the I/O thread
 
@@ -582,9 +598,23 @@ class Client:
         heapq.heappush(self._timers, (when, next(self._tiebreak), first_token, count, waiting))
 
     def _schedule(self, request: _Request, at: float) -> None:
-        """Send `request` (again) at time `at`: now, or after a pause."""
-        if at <= time.monotonic():
-            self._set_ready(request)
+        """Send `request` (again) at time `at`: now, or after a pause.
+
+        A request whose send was just refused is still READY, but no longer in
+        the ready list (the flush took it): it is put back unconditionally.
+        (_set_ready would see READY and do nothing, leaving a live request in
+        no list and under no timer: found by the stuck-I/O-thread check, when
+        a flush outlasted UNSENT_RETRY_S while nodes were starting.) Its
+        deadline is checked here too: only timers look at deadlines, and a
+        request sent again at once gets none."""
+        now = time.monotonic()
+        if now >= request.deadline:
+            self._expire(request)
+            return
+        if at <= now:
+            request.state = _READY
+            request.token = 0
+            self._ready.append(request)
             return
         request.state = _WAITING
         token = request.token = self._next_token

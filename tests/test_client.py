@@ -649,3 +649,19 @@ def test_concurrent_callers(nodes, clients) -> None:
     assert len(done) == 800 and all(f.exception() is None for f in done)
     seqs = sorted(p.seq for _, p in node.submitted())
     assert seqs == list(range(1, 801))
+
+
+def test_a_refused_send_due_again_at_once_is_retried_not_lost(clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a send refused for want of a connection is retried after
+    UNSENT_RETRY_S, measured from the flush's clock; a flush slower than that
+    (CPU load, while nodes start) found the retry already due, and the request,
+    still READY but out of the ready list, was never looked at again: the
+    call hung until the 10 s guard ("the client's I/O thread is stuck")."""
+    import sandzmq.replicator.client as client_module
+
+    monkeypatch.setattr(client_module, "UNSENT_RETRY_S", -1.0)  # every retry is already due: the slow flush, always
+    client = clients(unused_address())
+    started = time.monotonic()
+    with pytest.raises(ClusterUnavailable):
+        client.status(timeout=0.3)
+    assert time.monotonic() - started < 2.0
