@@ -263,7 +263,8 @@ class RaftCore:
         if not commands:
             return first
         term = self.term
-        self._append_local(list(map(Entry, range(first, first + len(commands)), repeat(term), commands)))
+        self._append_local(list(map(Entry, range(first, first + len(commands)), repeat(term), commands)),
+                           list(map(len, commands)))
         return first
 
     def persisted(self, write_id: int) -> None:
@@ -396,8 +397,8 @@ class RaftCore:
             max_entries=min(cfg.max_apply_entries, room), max_bytes=cfg.max_apply_bytes,
         )
         if committed:
+            size = self.log.data_bytes(self.applied + 1, committed[-1].index + 1)
             self.applied = committed[-1].index
-            size = sum([len(e.data) for e in committed])
             self._apply_batches.append((self.applied, size))
             self._apply_lag_bytes += size
         return committed
@@ -648,7 +649,8 @@ class RaftCore:
         last_new = m.prev_index + len(m.entries)
         conflict = self.log.find_conflict(m.entries)
         if conflict:  # (always past prev_index >= commit: committed entries are never replaced)
-            self._append_local(m.entries[conflict - m.entries[0].index :])
+            skip = conflict - m.entries[0].index
+            self._append_local(m.entries[skip:], m.sizes[skip:] if m.sizes is not None else None)
         self._commit_to(min(m.commit, last_new))
         self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=last_new))
 
@@ -760,7 +762,7 @@ class RaftCore:
         if entries:
             if pr.state is ProgressState.REPLICATE:
                 pr.next = entries[-1].index + 1
-                pr.inflights.add(entries[-1].index, sum(len(e.data) for e in entries))
+                pr.inflights.add(entries[-1].index, self.log.data_bytes(entries[0].index, entries[-1].index + 1))
             else:
                 pr.probe_sent = True
         else:
@@ -771,8 +773,9 @@ class RaftCore:
 
     # ------------------------------------------------------------------ persistence
 
-    def _append_local(self, entries: list[Entry]) -> None:
-        """Put entries in the log and schedule them for the log-store."""
+    def _append_local(self, entries: list[Entry], sizes: list[int] | None = None) -> None:
+        """Put entries in the log and schedule them for the log-store
+        (`sizes`: their data lengths, if the caller has them)."""
         first = entries[0].index
         if first <= self.log.last_index:
             # A suffix is replaced: nothing from `first` on is durable any more,
@@ -780,7 +783,7 @@ class RaftCore:
             self.durable_index = min(self.durable_index, first - 1)
             for pending in self._pending_writes:
                 pending.last_index = min(pending.last_index, first - 1)
-        self.log.append(entries)
+        self.log.append(entries, sizes)
         if self._unpersisted_from is None or first < self._unpersisted_from:
             self._unpersisted_from = first
 

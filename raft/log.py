@@ -13,10 +13,19 @@ the log-store's write-ahead log). Only a follower that lags far behind causes
 such reads; the fast path (new entries, recent acknowledgements) never does.
 The core stays free of I/O in the sense that matters: it makes no decision
 about files, and the simulation runs it entirely in memory.
+
+Sizes. Batches are cut by bytes of entry data (AppendEntries, writes,
+committed batches), and the in-flight windows count bytes. The log keeps
+the running total of its in-memory entries' data sizes (one pass when
+entries are appended, none at all when the caller already has them, as a
+leader does with its commands), so a cut is a bisection and a range's size
+a subtraction, not a pass over the entries each time.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from typing import Protocol
 
 from .messages import Entry
@@ -34,7 +43,7 @@ class MemoryLog:
     """Entries (base_index, last_index]: those after `mem_base` in a list indexed
     by position for O(1) access, older ones (once trimmed) through `cold`."""
 
-    __slots__ = ("base_index", "base_term", "_entries", "_mem_base", "_mem_base_term", "_cold")
+    __slots__ = ("base_index", "base_term", "_entries", "_cum", "_mem_base", "_mem_base_term", "_cold")
 
     def __init__(
         self,
@@ -59,6 +68,10 @@ class MemoryLog:
         for offset, entry in enumerate(self._entries):
             if entry.index != self._mem_base + 1 + offset:
                 raise ValueError(f"log entries are not consecutive at index {entry.index}")
+        # _cum[k]: data bytes of the in-memory entries before position k (len(_entries) + 1 items;
+        # the values are offsets: trimming drops a prefix and leaves differences as they were).
+        # (A list, not an array: extending a list from accumulate() is twice as fast.)
+        self._cum: list[int] = list(accumulate([len(e.data) for e in self._entries], initial=0))
 
     @property
     def first_index(self) -> int:
@@ -110,19 +123,33 @@ class MemoryLog:
             return []
         mem_base = self._mem_base
         if lo > mem_base:
-            batch = self._entries[lo - mem_base - 1 : hi - mem_base - 1]
-        else:
-            assert self._cold is not None  # mem_base > base_index only with a cold reader
-            batch = self._cold.entries(lo, min(hi, mem_base + 1))
-            if hi > mem_base + 1:
-                batch = batch + self._entries[: hi - mem_base - 1]
-        if max_bytes is not None and sum([len(e.data) for e in batch]) > max_bytes:  # the cut is rare: check first
+            start = lo - mem_base - 1
+            stop = hi - mem_base - 1
+            if max_bytes is not None:
+                cum = self._cum
+                if cum[stop] - cum[start] > max_bytes:
+                    # The last position whose running total stays within max_bytes, and at least one entry.
+                    stop = max(start + 1, bisect_right(cum, cum[start] + max_bytes, start, stop + 1) - 1)
+            return self._entries[start:stop]
+        assert self._cold is not None  # mem_base > base_index only with a cold reader
+        batch = self._cold.entries(lo, min(hi, mem_base + 1))
+        if hi > mem_base + 1:
+            batch = batch + self._entries[: hi - mem_base - 1]
+        if max_bytes is not None and sum([len(e.data) for e in batch]) > max_bytes:  # (cold reads are rare)
             size = 0
             for count, entry in enumerate(batch):
                 size += len(entry.data)
                 if size > max_bytes and count > 0:
                     return batch[:count]
         return batch
+
+    def data_bytes(self, lo: int, hi: int) -> int:
+        """Data bytes of entries [lo, hi): a subtraction for entries in memory,
+        a read for those trimmed from it."""
+        cum, mem_base = self._cum, self._mem_base
+        if lo > mem_base:
+            return cum[hi - mem_base - 1] - cum[lo - mem_base - 1]
+        return sum([len(e.data) for e in self.entries(lo, hi)])
 
     def find_conflict(self, entries: list[Entry]) -> int:
         """Index of the first entry that is new or whose term differs from ours; 0 if
@@ -158,8 +185,9 @@ class MemoryLog:
         lo_term = self.term(lo)
         return lo, self.base_term if lo_term is None else lo_term
 
-    def append(self, entries: list[Entry]) -> None:
-        """Append entries, first dropping whatever the log holds from entries[0].index on."""
+    def append(self, entries: list[Entry], sizes: Sequence[int] | None = None) -> None:
+        """Append entries, first dropping whatever the log holds from entries[0].index on.
+        `sizes`: their data lengths, when the caller has them (saves a pass)."""
         if not entries:
             return
         first = entries[0].index
@@ -167,8 +195,13 @@ class MemoryLog:
             raise ValueError(
                 f"append at {first} does not fit the writable log ({self._mem_base}, {self.last_index}]"
             )
-        del self._entries[first - self._mem_base - 1 :]
+        cut = first - self._mem_base - 1
+        del self._entries[cut:]
         self._entries.extend(entries)
+        cum = self._cum
+        del cum[cut + 1 :]
+        base = cum.pop()
+        cum.extend(accumulate([len(e.data) for e in entries] if sizes is None else sizes, initial=base))
 
     def trim(self, upto: int) -> int:
         """Drop entries up to `upto` from memory; they stay readable through the
@@ -182,6 +215,7 @@ class MemoryLog:
             return 0
         self._mem_base_term = self._entries[count - 1].term
         del self._entries[:count]
+        del self._cum[:count]
         self._mem_base += count
         return count
 

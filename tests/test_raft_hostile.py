@@ -208,3 +208,48 @@ def test_an_ineligible_node_steps_down_and_never_campaigns_but_still_votes():
         assert not [m for m in a.ready().messages if isinstance(m, RequestVote)]
     a.step(RequestVote("b", "a", a.term + 1, a.log.last_index, a.log.last_term))
     assert [m for m in settle(a) if isinstance(m, RequestVoteResponse) and m.granted]
+
+
+@given(
+    sizes=st.lists(st.integers(0, 50), min_size=1, max_size=30),
+    lo=st.integers(1, 30), span=st.integers(0, 30), max_bytes=st.integers(0, 200), trim=st.integers(0, 10),
+    rewrite=st.integers(0, 30),
+)
+def test_byte_cuts_and_sizes_match_a_pass_over_the_entries(sizes, lo, span, max_bytes, trim, rewrite):
+    """The log's running totals (a bisection instead of a pass per cut) give
+    what a pass over the entries gives, across appends, supersedes and trims."""
+    from sandzmq.raft import Entry
+
+    class Cold:
+        def __init__(self) -> None:
+            self.store: dict[int, Entry] = {}
+
+        def entries(self, a: int, b: int) -> list[Entry]:
+            return [self.store[i] for i in range(a, b)]
+
+        def term_at(self, i: int) -> int | None:
+            return self.store[i].term if i in self.store else None
+
+    cold = Cold()
+    all_entries = [Entry(i, 1, b"x" * n) for i, n in enumerate(sizes, 1)]
+    log = MemoryLog(all_entries, cold=cold)
+    cold.store = {e.index: e for e in all_entries}
+    if rewrite and rewrite <= log.last_index:
+        tail = [Entry(i, 2, b"y" * ((i * 7) % 13)) for i in range(rewrite, rewrite + 3)]
+        log.append(tail)
+        all_entries = all_entries[: rewrite - 1] + tail
+        cold.store = {e.index: e for e in all_entries}
+    log.trim(min(trim, log.last_index))
+    hi = min(lo + span, log.last_index + 1)
+    if lo > log.last_index:
+        return
+    expected = all_entries[lo - 1 : hi - 1]
+    assert log.data_bytes(lo, hi) == sum(len(e.data) for e in expected)
+    cut = log.entries(lo, hi, max_bytes=max_bytes)
+    size, want = 0, []
+    for e in expected:
+        size += len(e.data)
+        if size > max_bytes and want:
+            break
+        want.append(e)
+    assert cut == want

@@ -319,7 +319,7 @@ def _dec_append_entries(b: Any) -> AppendEntries:
     _header("AppendEntries", src, dst, term)
     _uints("AppendEntries", prev_index, prev_term, commit)
     entries = entries_from_columns(prev_index + 1, terms, kinds, datas)
-    return AppendEntries(src, dst, term, prev_index, prev_term, entries, commit)
+    return AppendEntries(src, dst, term, prev_index, prev_term, entries, commit, list(map(len, datas)) if entries else None)
 
 
 def _enc_append_entries_response(m: AppendEntriesResponse) -> list[Any]:
