@@ -540,8 +540,9 @@ register("a.query_result", LocalQueryResult, lambda m: [m.request_id, m.status, 
 @dataclass(slots=True)
 class PeerHello:
     """The identity handshake between raft actors (actors/bootstrap.py): what
-    the sender knows of its own data. `ask`: answer with yours. Sent on the
-    raft port like the core's messages, from the node it names."""
+    the sender knows of its own data. `ask`: answer with yours, echoing
+    `nonce`. Only an answer that echoes the nonce of an ask is believed (a
+    blind forger cannot know it); what an ask claims counts for nothing."""
 
     src: str
     dst: str
@@ -550,23 +551,24 @@ class PeerHello:
     cluster_id: str
     proposal: int
     term: int
+    nonce: int
 
 
 def _dec_peer_hello(body: Any) -> PeerHello:
-    b = expect_list(body, 7, "PeerHello")
+    b = expect_list(body, 8, "PeerHello")
     state = expect_uint(b[3], "state")
     if state > 3:
         raise DecodeError("PeerHello: unknown state")
     return PeerHello(
         expect_str(b[0], "src"), expect_str(b[1], "dst"), expect_bool(b[2], "ask"), state,
-        expect_cluster_id(b[4]), expect_uint(b[5], "proposal"), expect_uint(b[6], "term"),
+        expect_cluster_id(b[4]), expect_uint(b[5], "proposal"), expect_uint(b[6], "term"), expect_uint(b[7], "nonce"),
     )
 
 
 register(
     "p.hello",
     PeerHello,
-    lambda m: [m.src, m.dst, m.ask, m.state, m.cluster_id, m.proposal, m.term],
+    lambda m: [m.src, m.dst, m.ask, m.state, m.cluster_id, m.proposal, m.term, m.nonce],
     _dec_peer_hello,
 )
 

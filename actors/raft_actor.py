@@ -163,6 +163,9 @@ class RaftActor(SocketActor):
         self._log_state: LogState | None = None  # the last LogState, for status before the core runs
         self._waiting_for: tuple[str, ...] = ()
         self._foreign_peers: set[str] = set()  # members of another cluster id: not listened to
+        # The nonce this node's asks to each peer carry: only an answer echoing it is believed.
+        self._hello_nonces = {peer: secrets.randbits(62) for peer in self._handshake.peers}
+        self.forged_hellos = 0  # answers that did not echo our nonce (counted as unbelievable)
         self._ticks = 0
 
     # ------------------------------------------------------------------ sockets
@@ -324,24 +327,33 @@ class RaftActor(SocketActor):
         state = DataState.PROPOSED if self._proposal else DataState.UNKNOWN
         return PeerReport(state, "", self._proposal, term)
 
-    def _hello(self, peer: str, ask: bool) -> None:
+    def _hello(self, peer: str, ask: bool, nonce: int) -> None:
         r = self._my_report()
-        self.peers.send(peer, PeerHello(self.node_id, peer, ask, int(r.state), r.cluster_id, r.proposal, r.term))
+        self.peers.send(peer, PeerHello(self.node_id, peer, ask, int(r.state), r.cluster_id, r.proposal, r.term, nonce))
 
     def _hello_unheard(self) -> None:
         """Ask the peers this node still needs to hear from: all of them while
-        bootstrapping, and those not heard as members of its cluster after."""
+        bootstrapping, and those not heard as members of its cluster after
+        (a peer that looked like another cluster's is asked again: the
+        verdict must be able to heal)."""
         for peer in self._handshake.peers:
             report = self._handshake.reports.get(peer)
-            if report is None or self.phase == "bootstrapping" or report.state is not DataState.MEMBER:
-                self._hello(peer, ask=True)
+            if (
+                report is None or self.phase == "bootstrapping" or report.state is not DataState.MEMBER
+                or peer in self._foreign_peers
+            ):
+                self._hello(peer, ask=True, nonce=self._hello_nonces[peer])
 
     def _on_peer_hello(self, m: PeerHello, identity: bytes | None) -> None:
         if self.phase == "starting" or not self._from_peer(m, identity):
             return
-        self._handshake.heard(m.src, PeerReport(DataState(m.state), m.cluster_id, m.proposal, m.term))
         if m.ask:
-            self._hello(m.src, ask=False)
+            self._hello(m.src, ask=False, nonce=m.nonce)  # what an ask claims is not believed
+            return
+        if m.nonce != self._hello_nonces[m.src]:
+            self.forged_hellos += 1  # not an answer to any ask of ours
+            return
+        self._handshake.heard(m.src, PeerReport(DataState(m.state), m.cluster_id, m.proposal, m.term))
         if self.phase != "member":
             return
         other = self._handshake.other_cluster(m.src, self._cluster_id)
@@ -689,7 +701,7 @@ class RaftActor(SocketActor):
         drops["foreign"] = self.foreign_messages
         # Messages the core refused as unbelievable (RaftCore.refused, by reason).
         refused = dict(self.core.refused) if self.core is not None else {}
-        drops["unbelievable"] = sum(refused.values())
+        drops["unbelievable"] = sum(refused.values()) + self.forged_hellos
         dropped = counters.total + self.failed_messages + self.foreign_messages + drops["unbelievable"]
         core = self.core
         state = self._log_state

@@ -27,6 +27,7 @@ from sandzmq.actors.protocol import (
     LogState,
     LogSync,
     LogWrite,
+    PeerHello,
     ReplyStatus,
 )
 from sandzmq.actors.raft_actor import RaftActor
@@ -231,3 +232,99 @@ def test_rejections_of_batches_sent_before_a_rewind_do_not_rewind_again(node: No
     assert stats["apply_entries"] - before["apply_entries"] == len(again.entries)
     node.apply.send(ApplyState(os.getpid(), 0, incarnation=2, generation=again.generation))  # a refusal of the current one
     assert node.apply.expect(ApplyBatch).entries[0].index == 1
+
+
+# ---------------------------------------------------------------- the identity handshake, with a peer played by the test
+
+
+class TwoNodes(Node):
+    """n1 is the raft actor under test; n2 is the test: a ROUTER at n2's raft
+    address receives n1's PeerHellos, a DEALER to n1's raft port answers."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from cluster import free_ports
+
+        ports = free_ports(4)
+        path = tmp_path / "cluster.toml"
+        path.write_text(
+            '[cluster]\nname = "rafttest"\nstate_machine = "kv"\ndata_dir = "data"\n'
+            + "".join(
+                f'[[nodes]]\nid = "n{i}"\nraft = "tcp://127.0.0.1:{ports[2 * i - 2]}"\n'
+                f'client = "tcp://127.0.0.1:{ports[2 * i - 1]}"\n'
+                for i in (1, 2)
+            )
+        )
+        self.config = load_config(path)
+        self.layout = NodeLayout.of(self.config, "n1")
+        self.envelope = Envelope(self.config.name)
+        self.log = FakePartner(self.layout, self.envelope, "log")
+        self.apply = FakePartner(self.layout, self.envelope, "apply")
+        from sandzmq.transport import Inbox, Poller
+
+        self.n2_inbox = Inbox(self.config.node("n2").raft, self.envelope)
+        self.n2_poller = Poller([self.n2_inbox])
+        self.n2_link = PeerLink(self.config.node("n1").raft, self.envelope)
+        self.ref = RaftActor.start(self.config, "n1")
+        self.attackers = []
+        self.last_index = self.last_term = 0
+        self.identity = ("", 0)
+
+    def serve_log(self) -> None:
+        """Answer what n1 asked its stand-in log-store so far (LogSync, LogIdentity)."""
+        while self.log.poller.wait(0) or self.log._buffer:
+            msg = self.log.receive()
+            if isinstance(msg, LogIdentity):
+                self.identity = (msg.cluster_id, msg.proposal)
+                msg = LogSync(msg.nonce)
+            if isinstance(msg, LogSync):
+                self.log.send(LogState(msg.nonce, os.getpid(), 1, HardState(), 1, 0, 0, 0, *self.identity))
+
+    def ask_from_n1(self) -> PeerHello:
+        """The next PeerHello ask n1 sends n2 (serving n1's log-store meanwhile)."""
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            self.serve_log()
+            if self.n2_poller.wait(10):
+                for _, hello in self.n2_inbox.drain():
+                    if isinstance(hello, PeerHello) and hello.ask:
+                        return hello
+        raise AssertionError("n1 sent no PeerHello")
+
+    def close(self) -> None:
+        self.n2_link.close()
+        self.n2_inbox.close()
+        super().close()
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[TwoNodes]:
+    n = TwoNodes(tmp_path)
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+def test_forged_hello_answers_cannot_refuse_or_misdirect_a_bootstrapping_node(two: TwoNodes) -> None:
+    """A PeerHello answer counts only if it echoes the nonce of n1's ask: a
+    blind forger claiming n2 is a member at term 7 (which would make n1
+    refuse to start for good) or of another cluster is not believed."""
+    from sandzmq.actors.bootstrap import DataState
+
+    ask = two.ask_from_n1()
+    forged = [
+        PeerHello("n2", "n1", False, int(DataState.MEMBER), "c0ffee", 0, 7, ask.nonce + 1),
+        PeerHello("n2", "n1", True, int(DataState.MEMBER), "c0ffee", 0, 7, 12345),  # an ask's claims count for nothing
+    ]
+    for hello in forged:
+        assert two.n2_link.send(hello)
+    two.wait_status(lambda s: s["drops"]["unbelievable"] >= 1, "the forged answer refused")
+    assert two.ref.is_alive() and two.status()["state"].startswith("bootstrapping")
+    # The real n2 answers, echoing the nonce: n1 proposes, then takes the smaller proposal as the cluster id.
+    deadline = time.monotonic() + DEADLINE_S
+    while not two.identity[0]:
+        assert time.monotonic() < deadline, "n1 never took a cluster id"
+        ask = two.ask_from_n1()
+        assert two.n2_link.send(PeerHello("n2", "n1", False, int(DataState.PROPOSED), "", 5, 0, ask.nonce))
+        two.serve_log()
+    assert two.identity[0] == f"{min(5, two.identity[1]):016x}"
