@@ -51,7 +51,7 @@ from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, PeerLi
 from .base import SocketActor
 from .layout import APPLY_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
-from .protocol import (
+from sandzmq.protocol import (
     TO_APPLY,
     ApplyBatch,
     ApplyResults,
@@ -63,7 +63,7 @@ from .protocol import (
     ReplyStatus,
     decode_payload,
 )
-from .sessions import Sessions
+from sandzmq.node.sessions import Sessions
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ from sandzmq.transport import Envelope, Inbox, PeerLink
 from .base import SocketActor
 from .layout import LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
-from .protocol import TO_LOG_STORE, LogDurable, LogGap, LogIdentity, LogState, LogSync, LogWrite
+from sandzmq.protocol import TO_LOG_STORE, LogDurable, LogGap, LogIdentity, LogState, LogSync, LogWrite
 
 log = logging.getLogger(__name__)
 

@@ -41,11 +41,11 @@ from sandzmq.storage import WalReader
 from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Peers, receive_hwm
 
 from .base import SocketActor
-from .bootstrap import Become, DataState, Handshake, PeerReport, Propose, Refuse, Wait
+from sandzmq.node.bootstrap import Become, DataState, Handshake, PeerReport, Propose, Refuse, Wait
 from .process import EXIT_REFUSED, request_exit
 from .layout import APPLY_IDENTITY, LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
-from .proposals import PendingProposals
-from .protocol import (
+from sandzmq.node.proposals import PendingProposals
+from sandzmq.protocol import (
     CLIENT_REQUESTS,
     FROM_APPLY,
     FROM_LOG_STORE,

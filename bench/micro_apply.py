@@ -4,7 +4,7 @@ An ApplyActor is constructed but never started (no thread, no sockets): its
 state machine is the built-in kv store and its link to the raft actor is a
 stub that only counts frames. Committed entries are what `sandzmq bench`
 sends: kv puts of --value-size bytes over 1,024 keys per client, wrapped by
-sandzmq.actors.protocol.encode_command with --clients client sessions,
+sandzmq.protocol.encode_command with --clients client sessions,
 sequence numbers that keep increasing, and first_incomplete trailing by
 --inflight (so the sessions hold about that many results per client, as
 under `sandzmq bench`). Entries are built outside the timed sections.
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sandzmq.actors.apply import ApplyActor
-from sandzmq.actors.protocol import ApplyBatch, encode_command
+from sandzmq.protocol import ApplyBatch, encode_command
 from sandzmq.config import load_config
 from sandzmq.raft.messages import Entry
 from sandzmq.statemachines.kv import KVStateMachine, encode_put

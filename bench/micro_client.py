@@ -31,7 +31,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from sandzmq.actors.protocol import ClientReply, ClientSubmit
+from sandzmq.protocol import ClientReply, ClientSubmit
 from sandzmq.replicator.client import Client
 from sandzmq.transport import Envelope, Inbox, Poller, terminate_context
 from sandzmq.transport.sockets import library_versions

@@ -67,7 +67,7 @@ from typing import Any, Self
 
 import msgpack
 
-from sandzmq.actors.protocol import (
+from sandzmq.protocol import (
     CLIENT_ANSWERS,
     ClientQuery,
     ClientReply,

@@ -11,7 +11,8 @@ import threading
 from typing import Any
 
 from sandzmq.errors import ClusterUnavailable, ReplicationTimeout
-from sandzmq.state_machine import Replicator, StateMachine, check_consistency
+from sandzmq.replicator.base import Replicator
+from sandzmq.state_machine import StateMachine, check_consistency
 
 
 class NoOpReplicator(Replicator):

@@ -28,7 +28,7 @@ from sandzmq.actors.supervisor import spawn, terminate
 from sandzmq.config import ClusterConfig, check_node_ids, load_config
 from sandzmq.errors import ClusterUnavailable
 from sandzmq.replicator.client import Client
-from sandzmq.state_machine import Replicator
+from sandzmq.replicator.base import Replicator
 
 #: How long start() waits for the node to answer.
 START_TIMEOUT_S = 30.0

@@ -15,7 +15,8 @@ from sandzmq.errors import (
 from sandzmq.replicator.client import Client
 from sandzmq.replicator.noop import NoOpReplicator
 from sandzmq.replicator.raft import RaftReplicator
-from sandzmq.state_machine import Replicator, StateMachine
+from sandzmq.replicator.base import Replicator
+from sandzmq.state_machine import StateMachine
 
 __version__ = _version("sandzmq")
 

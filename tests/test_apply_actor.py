@@ -21,7 +21,7 @@ from sandzmq import StateMachine
 from sandzmq.actors.apply import ApplyActor
 from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.process import EXIT_REFUSED, requested_exit
-from sandzmq.actors.protocol import (
+from sandzmq.protocol import (
     ApplyBatch,
     ApplyResults,
     ApplyState,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sandzmq.actors.bootstrap import (
+from sandzmq.node.bootstrap import (
     Become,
     DataState,
     Handshake,

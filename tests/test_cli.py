@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_client import FakeNode, commands, unused_address
 
-from sandzmq.actors.protocol import ClientReply, ClientSubmit, ReplyStatus, StatusReply, StatusRequest
+from sandzmq.protocol import ClientReply, ClientSubmit, ReplyStatus, StatusReply, StatusRequest
 
 SPEC_NODE_KEYS = [
     "id", "role", "term", "leader", "commit_index", "applied_index",

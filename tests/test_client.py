@@ -20,7 +20,7 @@ import pytest
 
 from sandzmq import Client, ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
 from sandzmq.replicator.client import discover_cluster
-from sandzmq.actors.protocol import (
+from sandzmq.protocol import (
     ClientQuery,
     ClientReply,
     ClientSubmit,

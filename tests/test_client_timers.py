@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sandzmq import Client, ClusterUnavailable, ReplicationTimeout
-from sandzmq.actors.protocol import ClientReply, ClientSubmit, encode_command
+from sandzmq.protocol import ClientReply, ClientSubmit, encode_command
 from test_client import OK, SLACK, FakeNode, clients, commands, nodes, silent, wait_until  # noqa: F401 (fixtures)
 
 

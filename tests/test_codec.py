@@ -292,7 +292,7 @@ def test_validators() -> None:
 # -- the node's columnar client and apply messages ----------------------------
 
 def test_node_column_messages_round_trip() -> None:
-    from sandzmq.actors.protocol import ApplyResults, ClientReply, ClientSubmit
+    from sandzmq.protocol import ApplyResults, ClientReply, ClientSubmit
     from sandzmq.transport import Envelope
 
     envelope = Envelope("c")
@@ -323,7 +323,7 @@ def test_node_column_messages_round_trip() -> None:
     ],
 )
 def test_bad_node_column_bodies_are_dropped_as_malformed(tag: str, body: object) -> None:
-    import sandzmq.actors.protocol  # noqa: F401  (registers the node's tags)
+    import sandzmq.protocol  # noqa: F401  (registers the node's tags)
     from sandzmq.transport import PROTOCOL_VERSION, Envelope
 
     envelope = Envelope("c")
@@ -396,7 +396,7 @@ def test_a_batch_whose_terms_decrease_is_refused() -> None:
 
 def test_a_client_submit_whose_request_ids_pass_2_62_is_refused() -> None:
     """Replies name every request id: one past 2**64 - 1 could not be encoded."""
-    from sandzmq.actors.protocol import ClientSubmit  # registers the node's message types
+    from sandzmq.protocol import ClientSubmit  # registers the node's message types
     from sandzmq.transport import Envelope
 
     env = Envelope("c")

@@ -24,7 +24,7 @@ import pytest
 from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.log_store import LogStoreActor
 from sandzmq.actors.process import EXIT_FAILURE, EXIT_REFUSED, requested_exit
-from sandzmq.actors.protocol import ApplyState, LogDurable, LogGap, LogState, LogSync, LogWrite
+from sandzmq.protocol import ApplyState, LogDurable, LogGap, LogState, LogSync, LogWrite
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import Entry, EntryKind, HardState
 from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog

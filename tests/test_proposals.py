@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from sandzmq.actors.proposals import PendingProposals
-from sandzmq.actors.protocol import ClientReply, ReplyStatus
+from sandzmq.node.proposals import PendingProposals
+from sandzmq.protocol import ClientReply, ReplyStatus
 
 OK, LOST = int(ReplyStatus.OK), int(ReplyStatus.LOST)
 

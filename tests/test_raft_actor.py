@@ -17,7 +17,7 @@ import pykka
 import pytest
 
 from sandzmq.actors.layout import NodeLayout
-from sandzmq.actors.protocol import (
+from sandzmq.protocol import (
     ApplyBatch,
     ApplyResults,
     ApplyState,
@@ -309,7 +309,7 @@ def test_forged_hello_answers_cannot_refuse_or_misdirect_a_bootstrapping_node(tw
     """A PeerHello answer counts only if it echoes the nonce of n1's ask: a
     blind forger claiming n2 is a member at term 7 (which would make n1
     refuse to start for good) or of another cluster is not believed."""
-    from sandzmq.actors.bootstrap import DataState
+    from sandzmq.node.bootstrap import DataState
 
     ask = two.ask_from_n1()
     forged = [

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandzmq.actors.protocol import ReplyStatus
-from sandzmq.actors.sessions import STALE, TOO_MANY_RESULTS, Sessions
+from sandzmq.protocol import ReplyStatus
+from sandzmq.node.sessions import STALE, TOO_MANY_RESULTS, Sessions
 
 A, B = b"client-a", b"client-b"
 OK = int(ReplyStatus.OK)

@@ -487,7 +487,7 @@ def test_an_inbox_takes_only_its_message_set_by_sender_identity(tmp_path) -> Non
 
 def test_a_message_that_cannot_be_encoded_is_counted_not_raised(tmp_path) -> None:
     from sandzmq.transport import Envelope, Inbox, PeerLink
-    from sandzmq.actors.protocol import ClientReply
+    from sandzmq.protocol import ClientReply
 
     env = Envelope("dev", max_message_bytes=1000)
     with Inbox(f"ipc://{tmp_path}/in2", env) as inbox, PeerLink(inbox.address, env, "x") as link:

@@ -229,7 +229,7 @@ def test_ipc_endpoint_rejects_odd_names(tmp_path: os.PathLike[str]) -> None:
 def test_open_tags_pass_whatever_cluster_they_name_and_nothing_else_does() -> None:
     """The discovery handshake (Client.connect without a cluster name) is the
     one message a node accepts from any cluster."""
-    from sandzmq.actors.protocol import HELLO_TAG, ClusterHello, StatusRequest
+    from sandzmq.protocol import HELLO_TAG, ClusterHello, StatusRequest
 
     node = Envelope("prod", open_tags=frozenset({HELLO_TAG}))
     stranger = Envelope("?")

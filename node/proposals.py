@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import ClientReply, ReplyStatus
+from sandzmq.protocol import ClientReply, ReplyStatus
 
 _LOST = int(ReplyStatus.LOST)
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import msgpack
 
-from .protocol import ReplyStatus
+from sandzmq.protocol import ReplyStatus
 
 #: A result as it travels back: (ReplyStatus, value).
 Result = tuple[int, Any]
