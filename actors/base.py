@@ -138,9 +138,9 @@ class SocketActor(pykka.ThreadingActor):
             # a condition variable and an envelope every turn, for nothing.
             # A stop or an in-process message waits at most one turn (whose
             # poll does not block while the inbox holds something).
-            pending = self._inbox_items
+            inbox_empty = self.actor_inbox.empty
             self._pump()
-            while not pending() and not self._stopping:
+            while inbox_empty() and not self._stopping:
                 self._pump()
             if not self._stopping:
                 self.actor_ref.tell(_PUMP)
@@ -149,14 +149,10 @@ class SocketActor(pykka.ThreadingActor):
         self.flush()
         return result
 
-    def _inbox_items(self) -> int:
-        """Messages waiting in the pykka inbox. Reads the deque's length
-        without the queue's lock: len() of a deque is atomic, and a stale
-        answer only delays the message to the next turn."""
-        return len(self.actor_inbox.queue)  # type: ignore[attr-defined]
-
     def _timeout_ms(self, now: float) -> float:
-        if self._inbox_items():
+        # pykka's documented inbox protocol (ActorInbox.empty(), pykka 4): one
+        # lock per loop turn, where reading the queue's private deque saved it.
+        if not self.actor_inbox.empty():
             return 0.0
         if self.tick_interval is None:
             return _MAX_IDLE_MS
