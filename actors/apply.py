@@ -5,8 +5,8 @@ batch only if it follows on from its applied index, and otherwise answers
 ApplyState so the raft actor resends from the right place (after a restart
 of either side, or a lost message). It starts at applied index 0 and is
 brought back to its state by replay: the raft actor hands it the committed
-entries from the start of the log (snapshots, a later issue, will shorten
-that).
+entries from the start of the log (there are no snapshots yet to start
+from).
 
 Per entry (SPEC 6):
 - NOOP and CONFIG entries are Raft's own: they advance the applied index,

@@ -33,8 +33,8 @@ Start-up tuning: after the actor started, gc.freeze() moves every object
 made so far (modules, config, the actor) out of the collector's sight, and
 the generation-0 threshold is raised to 50,000 allocations: decoding a large
 batch allocates many small objects, and with the default threshold of 700
-the cyclic GC was measured to dominate that decoding (transport/sockets.py,
-DEFAULT_DRAIN). The actors create few reference cycles, so collecting
+the cyclic GC dominated that decoding (transport/sockets.py, DEFAULT_DRAIN;
+bench/micro_transport.py --gc-gen0 measures it). The actors create few reference cycles, so collecting
 them rarely costs little memory.
 """
 from __future__ import annotations

@@ -20,12 +20,12 @@ be applied again).
 Everything here is a deterministic function of the log: every node holds the
 same sessions after applying the same entries, so any of them can become
 leader and answer a retry. snapshot()/restore() move that state with the
-state machine's snapshot (wired in with snapshots, a later issue).
+state machine's snapshot (once snapshots exist: not yet).
 
-Memory. Sessions are kept until a later issue expires them by log time (the
+Memory. Sessions are kept for ever for now: expiring them by log time (the
 leader stamps entries with its clock, and every node expires the same
-sessions at the same entry, as LogCabin does); a long-lived cluster with
-many short-lived clients grows until then. Per client, at most
+sessions at the same entry, as LogCabin does) is not built yet, so a
+long-lived cluster with many short-lived clients grows. Per client, at most
 `max_results` results are kept: a client that leaves more than that many
 commands unacknowledged gets TOO_MANY_RESULTS for further ones (not applied;
 the refusal itself is remembered as a shared constant, so a retry of the

@@ -3,8 +3,8 @@
 The core reads and rewrites its log only through this class, in memory. Where
 entries live on disk is the log-store's business: the core says what to
 persist in each Ready and learns what became durable through
-RaftCore.persisted(). Log compaction (snapshots, a later issue) moves
-`base_index`/`base_term` forward; today they stay at (0, 0).
+RaftCore.persisted(). Log compaction (once snapshots exist) moves
+`base_index`/`base_term` forward; until then they stay at (0, 0).
 
 Memory stays bounded without snapshots: the owner may `trim()` old entries
 out of memory once they are durable and committed, and reads below the

@@ -33,7 +33,7 @@ class EntryKind(IntEnum):
 
     NORMAL = 0  # a user command
     NOOP = 1  # written by each new leader so it can commit entries of its term
-    CONFIG = 2  # reserved: a membership change (later issue)
+    CONFIG = 2  # reserved: a membership change (membership changes are not built yet)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ A follower is in one of two states:
 - REPLICATE: the logs agree up to `match`. The leader streams entries
   optimistically, advancing `next` as it sends, with at most a window of
   AppendEntries (by count and by bytes) unacknowledged: pipelining.
-A third state, SNAPSHOT, joins when InstallSnapshot does (a later issue).
+A third state, SNAPSHOT (etcd-io/raft's), has no use until InstallSnapshot exists.
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ byte flipped fails its check too. Payloads are msgpack:
                                                    consecutive indexes
     HARD_STATE  [term, vote, commit]
 
-SNAPSHOT (type 3) is reserved for the snapshot marker of a later issue; until a
-format version knows it, it is an unknown type like any other.
+SNAPSHOT (type 3) is reserved for the snapshot marker of log compaction (not
+built yet); until a format version knows it, it is an unknown type like any
+other.
 
 Everything here is per record, not per entry, except the two comprehensions
 that turn entries into rows and back: that is where a batch's per-entry cost
@@ -39,7 +40,7 @@ HEADER = struct.Struct("<IIB")  # length, crc32, type
 
 ENTRIES = 1
 HARD_STATE = 2
-SNAPSHOT = 3  # reserved: snapshot marker (later issue); not accepted yet
+SNAPSHOT = 3  # reserved: snapshot marker (log compaction, not built yet); not accepted
 KNOWN_TYPES = (ENTRIES, HARD_STATE)
 
 # Larger than any batch the Raft actor builds, small enough that a garbled

@@ -382,7 +382,7 @@ class WriteAheadLog(_LogView):
             self._synced = self._size
 
     def compact(self, upto_index: int) -> None:
-        """Drop the log up to `upto_index` once a snapshot covers it (later issue).
+        """Drop the log up to `upto_index` once a snapshot covers it (not built yet).
 
         Plan: append a SNAPSHOT record (snapshot index and term) and sync; then
         delete, oldest first, every segment other than the active one whose

@@ -111,10 +111,9 @@ HEARTBEAT_TIMEOUT_MS = 10_000
 
 #: Default cap for drain(): bounds one loop turn's latency and memory while
 #: still batching many messages per core step. Not larger: decoded messages
-#: that carry entries are many small objects, and holding 10,000 of them at
-#: once made CPython's cyclic GC cost 4x the decoding itself (measured:
-#: 164 vs 36 us per 64-entry AppendEntries; 1,000: 69 us; see the report in
-#: bench/micro_transport.py --gc-gen0).
+#: that carry entries are many small objects, and holding many more of them
+#: at once made CPython's cyclic GC cost several times the decoding itself
+#: (bench/micro_transport.py --gc-gen0 measures it; docs/PERFORMANCE.md).
 DEFAULT_DRAIN = 1_024
 #: ... and one drain stops once it holds this many bytes (at least one
 #: message): a sender of large frames must not make one loop turn hold
@@ -176,7 +175,7 @@ def library_versions() -> dict[str, str]:
 # -- socket options ------------------------------------------------------------
 
 def _apply_security(sock: zmq.Socket, security: object | None, *, server: bool) -> None:
-    """The seam for CURVE (SPEC 8, a later issue). None: plain ZMTP."""
+    """The seam for CURVE (SPEC 8, not built yet). None: plain ZMTP."""
     if security is not None:
         raise NotImplementedError("CURVE security is not implemented yet (SPEC 8)")
 
