@@ -463,8 +463,7 @@ class RaftCore:
             # Terms grow by one per election: a jump this large is a forgery, and
             # adopting it would bring every node that much closer to MAX_TERM.
             return "term jumps too far ahead"
-        kind = type(m)
-        if kind is AppendEntries:
+        if isinstance(m, AppendEntries):
             if m.prev_term > term or m.commit > MAX_INDEX or m.prev_index > MAX_INDEX - len(m.entries):
                 return "append out of range"
             entries = m.entries
@@ -475,17 +474,17 @@ class RaftCore:
                 or entries[-1].term > term
             ):
                 return "entries do not follow prev_index/prev_term or exceed the term"
-        elif kind is RequestVote:
+        elif isinstance(m, RequestVote):
             if m.last_term > term or m.last_index > MAX_INDEX:
                 return "candidate's last term above its term"
-        elif kind is AppendEntriesResponse:
+        elif isinstance(m, AppendEntriesResponse):
             if m.index > MAX_INDEX or m.hint_term > term or (not m.success and m.hint_index > m.index):
                 return "append response out of range"
             if self.role is Role.LEADER and term == self.term:
                 pr = self.progress.get(m.src)
                 if pr is not None and m.index > pr.sent:
                     return "acknowledges entries never sent"
-        elif kind is Heartbeat:
+        elif isinstance(m, Heartbeat):
             if m.commit > MAX_INDEX:
                 return "heartbeat out of range"
         return None

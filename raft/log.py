@@ -61,7 +61,7 @@ class MemoryLog:
         self.base_term = base_term
         self._cold = cold
         self._mem_base = base_index if mem_base is None else mem_base
-        self._mem_base_term = base_term if mem_base is None else mem_base_term
+        self._mem_base_term: int = base_term if mem_base is None or mem_base_term is None else mem_base_term
         if self._mem_base > base_index and (cold is None or mem_base_term is None):
             raise ValueError("entries below the in-memory tail need a cold reader and mem_base_term")
         self._entries: list[Entry] = list(entries)

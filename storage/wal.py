@@ -158,6 +158,7 @@ class _LogIndex:
         if first < self.first_index:
             return f"entries start at index {first}, before the log's first index {self.first_index}"
         previous = self.term_at(first - 1)
+        assert previous is not None  # first - 1 is within [first_index - 1, last_index]: checked above
         for term in (terms,) if isinstance(terms, int) else terms:
             if term < previous:
                 return f"term {term} at or after index {first} follows term {previous}: terms never decrease"
@@ -232,7 +233,9 @@ class _LogView:
     @property
     def last_term(self) -> int:
         self._refresh()
-        return self._index.term_at(self._index.last_index)
+        term = self._index.term_at(self._index.last_index)
+        assert term is not None  # the last index is always in the log (or its base)
+        return term
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at `index`; first_index - 1 answers the base term
