@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sandzmq.actors.supervisor import spawn, terminate
-from sandzmq.cli.status import PID_KEYS, collect, node_status, wait_for_leader
 from sandzmq.config import ClusterConfig, load_config
 from sandzmq.errors import SandzmqError
 from sandzmq.replicator.client import Client
+from sandzmq.replicator.status import PID_KEYS, collect, node_status, wait_for_leader
 from sandzmq.statemachines.kv import encode_put
 
 KEYS_PER_CLIENT = 1024  # the kv state stays bounded however long the run

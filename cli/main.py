@@ -74,10 +74,11 @@ def status(
     """One row per node: role, term, leader, log indexes, dropped messages, actor pids.
     A node that does not answer is `unreachable`."""
     from sandzmq.cli import status as st
+    from sandzmq.replicator.status import collect
 
     with _errors():
         cluster = load_config(config)
-        results = st.collect(cluster, timeout=timeout)
+        results = collect(cluster, timeout=timeout)
     if as_json:
         typer.echo(json.dumps(st.spec_document(results)))
     else:
