@@ -1,6 +1,6 @@
-"""The pure parts of `sandzmq bench` (cli/bench.py): pre-encoded commands,
-the batching ratios from the leader's counters, and the memory sampling.
-The command as a whole is tested against fake nodes in tests/test_cli.py."""
+"""The pure parts of the benchmark library (sandzmq.benchmark): pre-encoded
+commands, the batching ratios from the leader's counters, and the memory
+sampling. The command as a whole is tested against fake nodes in tests/test_cli.py."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandzmq.cli import bench
+from sandzmq.benchmark import load, processes, report, watch
 from sandzmq.config import load_config
 from sandzmq.statemachines.kv import encode_put
 
@@ -28,28 +28,28 @@ def kv_config(tmp_path: Path, state_machine: str = "kv"):
 
 
 def test_commands_are_encoded_once_and_cycle_over_the_key_set(tmp_path: Path) -> None:
-    make = bench.command_factory(kv_config(tmp_path), 3, 16)
+    make = load.command_factory(kv_config(tmp_path), 3, 16)
     first = make(5)
-    assert first is make(5 + bench.KEYS_PER_CLIENT)  # the same object: indexed, not re-encoded
+    assert first is make(5 + load.KEYS_PER_CLIENT)  # the same object: indexed, not re-encoded
     value = first[-16:]
     assert first == encode_put("bench/3/5", value)
-    assert len({make(n) for n in range(2 * bench.KEYS_PER_CLIENT)}) == bench.KEYS_PER_CLIENT
+    assert len({make(n) for n in range(2 * load.KEYS_PER_CLIENT)}) == load.KEYS_PER_CLIENT
 
 
 def test_large_values_shrink_the_key_set_to_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "ENCODED_BUDGET", 10 * 1000)
-    make = bench.command_factory(kv_config(tmp_path), 0, 1000)
+    monkeypatch.setattr(load, "ENCODED_BUDGET", 10 * 1000)
+    make = load.command_factory(kv_config(tmp_path), 0, 1000)
     assert len({make(n) for n in range(100)}) == 10
 
 
 def test_other_state_machines_get_raw_bytes(tmp_path: Path) -> None:
     config = kv_config(tmp_path, state_machine="recording_sm:RecordingStateMachine")
-    assert len(bench.command_factory(config, 0, 64)(1)) == 64
+    assert len(load.command_factory(config, 0, 64)(1)) == 64
 
 
 def test_batching_ratios_over_the_window() -> None:
     after = {"append_messages": 110, "append_entries": 7040, "fsyncs": 55, "fsync_entries": 6800}
-    assert bench.batching_ratios(STATS, after) == {"entries_per_append": 64.0, "entries_per_fsync": 160.0}
+    assert watch.batching_ratios(STATS, after) == {"entries_per_append": 64.0, "entries_per_fsync": 160.0}
 
 
 @pytest.mark.parametrize(
@@ -63,18 +63,18 @@ def test_batching_ratios_over_the_window() -> None:
     ],
 )
 def test_batching_ratios_are_null_when_they_mean_nothing(before, after) -> None:
-    assert bench.batching_ratios(before, after) == {"entries_per_append": None, "entries_per_fsync": None}
+    assert watch.batching_ratios(before, after) == {"entries_per_append": None, "entries_per_fsync": None}
 
 
 def test_parse_vmrss() -> None:
     text = "Name:\tpython\nVmPeak:\t  300000 kB\nVmRSS:\t   51200 kB\nThreads:\t4\n"
-    assert bench.parse_vmrss_mib(text) == 50.0
-    assert bench.parse_vmrss_mib("Name:\tkthreadd\nThreads:\t1\n") is None
+    assert processes.parse_vmrss_mib(text) == 50.0
+    assert processes.parse_vmrss_mib("Name:\tkthreadd\nThreads:\t1\n") is None
 
 
 def test_read_rss_of_this_process_and_of_a_gone_one() -> None:
-    assert bench.read_rss_mib(os.getpid()) > 1.0
-    assert bench.read_rss_mib(2**31 - 1) is None
+    assert processes.read_rss_mib(os.getpid()) > 1.0
+    assert processes.read_rss_mib(2**31 - 1) is None
 
 
 @pytest.mark.parametrize(
@@ -82,12 +82,12 @@ def test_read_rss_of_this_process_and_of_a_gone_one() -> None:
     [("tcp://127.0.0.1:7000", "127.0.0.1"), ("tcp://[::1]:7000", "::1"), ("tcp://db-3.example:9", "db-3.example")],
 )
 def test_address_host(address: str, host: str) -> None:
-    assert bench.address_host(address) == host
+    assert processes.address_host(address) == host
 
 
 def test_local_hosts() -> None:
-    assert bench.is_local_host("127.0.0.1") and bench.is_local_host("localhost")
-    assert not bench.is_local_host("192.0.2.1")  # TEST-NET-1: never an address of this machine
+    assert processes.is_local_host("127.0.0.1") and processes.is_local_host("localhost")
+    assert not processes.is_local_host("192.0.2.1")  # TEST-NET-1: never an address of this machine
 
 
 def test_only_local_sandzmq_processes_are_sampled(tmp_path: Path) -> None:
@@ -102,11 +102,12 @@ def test_only_local_sandzmq_processes_are_sampled(tmp_path: Path) -> None:
             ("n2", {"pids": {"raft": actor.pid, "log": actor.pid, "apply": actor.pid}}),  # another host
         ]
         try:
-            assert bench.local_actor_pids(config, reports) == {"n1": {"raft": actor.pid}}
+            assert processes.local_actor_pids(config, reports) == {"n1": {"raft": actor.pid}}
         finally:
             actor.stdin.close()
 
 
 def test_max_rss() -> None:
-    assert bench.max_rss({}) is None
-    assert bench.max_rss({"n1": {"raft": 40.0, "log": 30.0}, "n2": {"apply": 55.5}}) == (55.5, "n2", "apply")
+    assert report.max_rss({}) is None
+    assert report.max_rss({"n1": {"raft": 40.0, "log": 30.0}, "n2": {"apply": 55.5}}) == (55.5, "n2", "apply")
+
