@@ -1,17 +1,38 @@
-"""The pure parts of the benchmark library (sandzmq.benchmark): pre-encoded
-commands, the batching ratios from the leader's counters, and the memory
-sampling. The command as a whole is tested against fake nodes in tests/test_cli.py."""
+"""The benchmark library (sandzmq.benchmark): pre-encoded commands, the
+batching ratios from the leader's counters, the memory sampling, and a
+whole run against a fake leader, in process. The command that prints it is
+tested in tests/test_bench_cli.py and, as a shell sees it, in tests/test_cli.py."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from typing import Any
 
-from sandzmq.benchmark import load, processes, report, watch
+import pytest
+from test_client import CLUSTER, FakeNode, commands, unused_address
+
+from sandzmq.benchmark import (
+    BenchOptions,
+    ClusterStarted,
+    ClusterStopped,
+    Event,
+    LeaderFound,
+    NoLeaderError,
+    Progress,
+    cluster,
+    load,
+    processes,
+    report,
+    run_bench,
+    watch,
+)
 from sandzmq.config import load_config
+from sandzmq.errors import SandzmqError
+from sandzmq.protocol import ClientReply, ClientSubmit, ReplyStatus, StatusReply, StatusRequest
 from sandzmq.statemachines.kv import encode_put
 
 STATS = {"append_messages": 100, "append_entries": 6400, "fsyncs": 50, "fsync_entries": 6000}
@@ -111,3 +132,90 @@ def test_max_rss() -> None:
     assert report.max_rss({}) is None
     assert report.max_rss({"n1": {"raft": 40.0, "log": 30.0}, "n2": {"apply": 55.5}}) == (55.5, "n2", "apply")
 
+
+# --- a whole run, in process, against a fake leader ------------------------------------
+
+
+def leader_answer() -> Callable[[FakeNode, Any], list[Any]]:
+    """A leader that commits everything, and whose batching counters grow by
+    the same step at every status request: 64 entries per AppendEntries and
+    160 per fsync, however many requests the window holds."""
+    stats = {"append_messages": 0, "append_entries": 0, "fsyncs": 0, "fsync_entries": 0}
+    step = {"append_messages": 10, "append_entries": 640, "fsyncs": 5, "fsync_entries": 800}
+
+    def answer(node: FakeNode, msg: Any) -> list[Any]:
+        if isinstance(msg, StatusRequest):
+            for key, inc in step.items():
+                stats[key] += inc
+            report = {"id": "n1", "role": "leader", "term": 1, "leader": "n1", "stats": dict(stats)}
+            return [StatusReply(msg.request_id, report)]
+        if isinstance(msg, ClientSubmit):
+            return [ClientReply.of([(rid, int(ReplyStatus.OK), None) for rid, _ in commands(msg)])]
+        return []
+
+    return answer
+
+
+def one_node_config(tmp_path: Path, address: str):
+    path = tmp_path / "one.toml"
+    path.write_text(f'[cluster]\nname = "{CLUSTER}"\nstate_machine = "kv"\ndata_dir = "data"\n'
+                    f'[[nodes]]\nid = "n1"\nraft = "{unused_address()}"\nclient = "{address}"\n')
+    return load_config(path)
+
+
+def test_a_run_returns_the_report_and_reports_its_progress(tmp_path: Path) -> None:
+    leader = FakeNode(leader_answer(), "n1")
+    events: list[Event] = []
+    try:
+        options = BenchOptions(clients=2, inflight=4, size=16, duration=1.6, warmup=0.5)
+        result = run_bench(one_node_config(tmp_path, leader.address), options, on_event=events.append)
+    finally:
+        leader.stop()
+    assert events[0] == LeaderFound("n1")
+    progress = events[1:]
+    assert progress and all(isinstance(e, Progress) for e in progress)  # not spawned: no cluster events
+    assert progress[0].measured_s is None and progress[0].ops_per_s > 0  # the first second is warm-up
+    assert any(e.measured_s is not None for e in progress)
+    assert result["ops"] > 0 and result["errors"] == 0 and result["leader"] == "n1"
+    assert (result["clients"], result["size"], result["duration_s"], result["nodes"], result["spawned"]) == (2, 16, 1.6, 1, False)
+    assert (result["entries_per_append"], result["entries_per_fsync"]) == (64.0, 160.0)
+    assert list(result)[:9] == ["ops_per_s", "ops", "errors", "latency_ms", "clients", "size", "duration_s", "nodes", "fsync"]
+
+
+def test_no_leader_in_a_running_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "RUNNING_LEADER_TIMEOUT", 0.2)
+    events: list[Event] = []
+    with pytest.raises(NoLeaderError, match="no node became leader within 0.2 s$") as caught:
+        run_bench(one_node_config(tmp_path, unused_address()), BenchOptions(duration=1.0), on_event=events.append)
+    assert caught.value.log_path is None and events == []
+
+
+class DeadSupervisor:
+    """What spawn() returns for a cluster that exits at once."""
+
+    pid = 4242
+
+    def poll(self) -> int:
+        return 1
+
+
+def test_a_spawned_cluster_is_stopped_also_when_it_never_leads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped = []
+    monkeypatch.setattr(cluster, "spawn", lambda path, **kw: DeadSupervisor())
+    monkeypatch.setattr(cluster, "terminate", lambda proc: stopped.append(proc) or 1)
+    config = one_node_config(tmp_path, unused_address())
+    events: list[Event] = []
+    with pytest.raises(NoLeaderError, match="the cluster stopped before it elected a leader; see .*bench-cluster.log") as caught:
+        run_bench(config, BenchOptions(spawn=True, duration=1.0), on_event=events.append)
+    log_path = config.data_dir / "bench-cluster.log"
+    assert caught.value.log_path == log_path and log_path.exists()
+    assert events == [ClusterStarted(4242, log_path), ClusterStopped(1)]
+    assert len(stopped) == 1
+
+
+@pytest.mark.parametrize(
+    "settings", [{"clients": 0}, {"inflight": 0}, {"size": -1}, {"duration": 0}, {"warmup": -1}, {"timeout": 0}]
+)
+def test_options_that_measure_nothing_are_refused(settings: dict[str, Any]) -> None:
+    with pytest.raises(SandzmqError):
+        BenchOptions(**settings)
