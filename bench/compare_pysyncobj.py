@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 from benchlib import filesystem_of, free_ports, interrupt_on_sigterm, kill_group, kill_leftovers, write_cluster_config
 
-from sandzmq.cli.bench import percentile
+from sandzmq.benchmark import percentile
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = HERE / "pysyncobj_node.py"

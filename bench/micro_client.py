@@ -6,7 +6,7 @@ ClientReply for each of its requests, and does nothing else (no Raft, no
 disk). In this process, `clients` Client sessions (Client.connect with the
 cluster's name) each keep `inflight` commands of --size bytes in flight with
 replicate_async, closed loop from the futures' done-callbacks as
-`sandzmq bench` (cli/bench.py's _Driver) does.
+`sandzmq bench` (sandzmq.benchmark.load.Driver) does.
 
 Per cell it reports completed ops/s and the CPU this process spent per op
 (time.process_time over the measured window: the caller, the clients' I/O
@@ -62,7 +62,7 @@ def fake_node(address_q: Any, stop: Any) -> None:
 
 
 class Driver:
-    """Keeps `inflight` commands in flight on one Client (like cli/bench.py's _Driver)."""
+    """Keeps `inflight` commands in flight on one Client (like sandzmq.benchmark.load.Driver, without timing each op)."""
 
     def __init__(self, client: Client, command: bytes, inflight: int) -> None:
         self.client, self.command, self.inflight = client, command, inflight

@@ -54,8 +54,8 @@ from typing import Any
 from benchlib import kill_group, kill_leftovers, write_cluster_config, write_json
 
 from sandzmq.actors.supervisor import spawn, terminate
-from sandzmq.cli.status import PID_KEYS, collect, wait_for_leader
 from sandzmq.config import ClusterConfig, load_config
+from sandzmq.replicator.status import PID_KEYS, collect, wait_for_leader
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

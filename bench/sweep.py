@@ -57,7 +57,7 @@ from benchlib import (
     write_json,
 )
 
-from sandzmq.cli.bench import max_rss
+from sandzmq.benchmark import max_rss
 
 #: The per-run numbers the medians are taken of.
 METRICS = ("ops_per_s", "p50_ms", "p99_ms", "entries_per_append", "entries_per_fsync", "max_rss_mib", "errors")

@@ -1,1 +1,2 @@
-"""The `sandzmq` command line: `main` (the typer app and its commands), `status`, `bench`."""
+"""The `sandzmq` command line: `main` (the typer app and its commands), and how
+`status` and `bench` show what the library returns."""

@@ -74,10 +74,11 @@ def status(
     """One row per node: role, term, leader, log indexes, dropped messages, actor pids.
     A node that does not answer is `unreachable`."""
     from sandzmq.cli import status as st
+    from sandzmq.replicator.status import collect
 
     with _errors():
         cluster = load_config(config)
-        results = st.collect(cluster, timeout=timeout)
+        results = collect(cluster, timeout=timeout)
     if as_json:
         typer.echo(json.dumps(st.spec_document(results)))
     else:
@@ -98,14 +99,16 @@ def bench(
 ) -> None:
     """Drive replicate() load at the cluster and report committed ops/s and latency
     percentiles (p50, p90, p99, max), with live progress."""
-    from sandzmq.cli.bench import BenchOptions, run_bench
+    from sandzmq.benchmark import BenchOptions
+    from sandzmq.cli import bench as bench_cli
 
-    options = BenchOptions(
-        config=config, spawn=spawn, clients=clients, inflight=inflight, size=size,
-        duration=duration, warmup=warmup, timeout=timeout, json_out=json_out,
-    )  # fmt: skip
     with _errors():
-        code = run_bench(options)
+        cluster = load_config(config)
+        options = BenchOptions(
+            spawn=spawn, clients=clients, inflight=inflight, size=size,
+            duration=duration, warmup=warmup, timeout=timeout,
+        )  # fmt: skip
+        code = bench_cli.run(cluster, options, json_out)
     raise typer.Exit(code)
 
 

@@ -1,46 +1,24 @@
-"""`sandzmq status`: ask every node of a config for its status report.
+"""`sandzmq status`: the nodes' status reports as a table or as SPEC 5's JSON.
 
-The JSON form is a contract (SPEC 5): exactly the keys below, every one of
-them present, null where a node does not answer. Anything else a node
-reports (its followers' progress, drop counters by reason) goes only into
-the human view, where nobody parses it.
+Asking the nodes is the library's (sandzmq.replicator.status); this module
+only shapes the answers. The JSON form is a contract (SPEC 5): exactly the
+keys below, every one of them present, null where a node does not answer.
+Anything else a node reports (its followers' progress, drop counters by
+reason) goes only into the human view, where nobody parses it.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sandzmq.config import ClusterConfig, NodeConfig
-from sandzmq.errors import SandzmqError
-from sandzmq.replicator.client import Client
+from sandzmq.replicator.status import PID_KEYS
 
 #: The keys of one node in `status --json`, in order.
 NODE_KEYS = (
     "id", "role", "term", "leader", "commit_index", "applied_index",
     "last_index", "snapshot_index", "dropped", "pids",
 )  # fmt: skip
-PID_KEYS = ("raft", "log", "apply")
 UNREACHABLE = "unreachable"
-
-
-def node_status(config: ClusterConfig, node: NodeConfig, timeout: float = 1.0) -> dict[str, Any] | None:
-    """The node's raw status report, or None if it does not answer within `timeout`."""
-    try:
-        with Client.connect(node.client, cluster=config.name) as client:
-            return client.status(timeout=timeout)
-    except SandzmqError:
-        return None
-
-
-def collect(config: ClusterConfig, nodes: Sequence[NodeConfig] | None = None, timeout: float = 1.0) -> list[tuple[str, dict[str, Any] | None]]:
-    """(node id, raw report or None) for each node, asked in parallel so that
-    unreachable nodes cost one timeout in all, not one each."""
-    nodes = list(config.nodes if nodes is None else nodes)
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        reports = list(pool.map(lambda n: node_status(config, n, timeout), nodes))
-    return [(node.id, report) for node, report in zip(nodes, reports)]
 
 
 def spec_row(node_id: str, report: dict[str, Any] | None) -> dict[str, Any]:
@@ -60,22 +38,6 @@ def spec_row(node_id: str, report: dict[str, Any] | None) -> dict[str, Any]:
 def spec_document(results: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, Any]:
     """The whole `status --json` object."""
     return {"nodes": [spec_row(node_id, report) for node_id, report in results]}
-
-
-def wait_for_leader(config: ClusterConfig, timeout: float, *, alive: Any = None) -> str:
-    """Poll the nodes until one reports itself leader; its id. `alive()`,
-    if given, is checked each round (a spawned cluster that died).
-    Raises TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for node_id, report in collect(config, timeout=0.5):
-            if report is not None and report.get("role") == "leader":
-                return node_id
-        if alive is not None and not alive():
-            raise TimeoutError("the cluster stopped before it elected a leader")
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"no node became leader within {timeout:g} s")
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- the human view

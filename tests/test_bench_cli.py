@@ -1,112 +1,119 @@
-"""The pure parts of `sandzmq bench` (cli/bench.py): pre-encoded commands,
-the batching ratios from the leader's counters, and the memory sampling.
-The command as a whole is tested against fake nodes in tests/test_cli.py."""
+"""How `sandzmq bench` (cli/bench.py) shows a run: the header, one line per
+event of the run, the summary table, the --json file and the exit status.
+The run itself is the library's (tests/test_bench_lib.py); here it is
+replaced by canned events and a canned report."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import io
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sandzmq.benchmark import BenchOptions, ClusterStarted, ClusterStopped, LeaderFound, NoLeaderError, Progress
 from sandzmq.cli import bench
 from sandzmq.config import load_config
-from sandzmq.statemachines.kv import encode_put
 
-STATS = {"append_messages": 100, "append_entries": 6400, "fsyncs": 50, "fsync_entries": 6000}
+REPORT: dict[str, Any] = {
+    "ops_per_s": 1234.5, "ops": 12345, "errors": 2,
+    "latency_ms": {"p50": 1.5, "p90": 2.25, "p99": 10.0, "max": 123.456},
+    "clients": 4, "size": 128, "duration_s": 10.0, "nodes": 3, "fsync": True,
+    "errors_by_type": {"ReplicationTimeout": 1, "ClusterUnavailable": 1},
+    "leader": "n2", "entries_per_append": 64.0, "entries_per_fsync": 160.25,
+    "max_rss_mib": {"n1": {"raft": 40.0, "log": 30.0}, "n2": {"apply": 55.5}},
+}  # fmt: skip
 
 
-def kv_config(tmp_path: Path, state_machine: str = "kv"):
+@pytest.fixture
+def config(tmp_path: Path):
     path = tmp_path / "c.toml"
     path.write_text(
-        f'[cluster]\nname = "t"\nstate_machine = "{state_machine}"\ndata_dir = "data"\n'
+        '[cluster]\nname = "dev"\nstate_machine = "kv"\ndata_dir = "data"\n[raft]\nfsync = false\n'
         '[[nodes]]\nid = "n1"\nraft = "tcp://127.0.0.1:7001"\nclient = "tcp://127.0.0.1:7002"\n'
-        '[[nodes]]\nid = "n2"\nraft = "tcp://192.0.2.1:7001"\nclient = "tcp://192.0.2.1:7002"\n'
     )
     return load_config(path)
 
 
-def test_commands_are_encoded_once_and_cycle_over_the_key_set(tmp_path: Path) -> None:
-    make = bench.command_factory(kv_config(tmp_path), 3, 16)
-    first = make(5)
-    assert first is make(5 + bench.KEYS_PER_CLIENT)  # the same object: indexed, not re-encoded
-    value = first[-16:]
-    assert first == encode_put("bench/3/5", value)
-    assert len({make(n) for n in range(2 * bench.KEYS_PER_CLIENT)}) == bench.KEYS_PER_CLIENT
+def test_header_names_what_changes_the_numbers(config) -> None:
+    options = BenchOptions(clients=2, inflight=8, size=64, duration=2.5, warmup=0)
+    assert bench.header(config, options) == (
+        "bench: 1 node(s) of 'dev' (fsync OFF), 2 client(s) x 8 in flight, 64-byte values, 2.5 s after a 0 s warm-up"
+    )
 
 
-def test_large_values_shrink_the_key_set_to_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "ENCODED_BUDGET", 10 * 1000)
-    make = bench.command_factory(kv_config(tmp_path), 0, 1000)
-    assert len({make(n) for n in range(100)}) == 10
+def test_progress_lines() -> None:
+    assert bench.progress_line(Progress(None, 1234.4, 3, 0.0015, None)) == (
+        "   warm-up       1234 ops/s  errors 3      p50 1.50 ms  p99 - ms"
+    )
+    assert bench.progress_line(Progress(2.04, 10.0, 0, 0.1, 0.25)) == (
+        "     2.0 s         10 ops/s  errors 0      p50 100.00 ms  p99 250.00 ms"
+    )
 
 
-def test_other_state_machines_get_raw_bytes(tmp_path: Path) -> None:
-    config = kv_config(tmp_path, state_machine="recording_sm:RecordingStateMachine")
-    assert len(bench.command_factory(config, 0, 64)(1)) == 64
+def test_one_line_per_event() -> None:
+    err = io.StringIO()
+    for event in (ClusterStarted(77, Path("data/bench-cluster.log")), LeaderFound("n3"), ClusterStopped(0)):
+        bench.show_event(event, err)
+    assert err.getvalue().splitlines() == [
+        "bench: started the cluster (supervisor pid 77, log data/bench-cluster.log)",
+        "bench: n3 leads",
+        "bench: stopped the cluster (exit status 0)",
+    ]
 
 
-def test_batching_ratios_over_the_window() -> None:
-    after = {"append_messages": 110, "append_entries": 7040, "fsyncs": 55, "fsync_entries": 6800}
-    assert bench.batching_ratios(STATS, after) == {"entries_per_append": 64.0, "entries_per_fsync": 160.0}
+def test_table() -> None:
+    assert bench.table(REPORT).splitlines() == [
+        " ops/s    ops  errors  p50 ms  p90 ms  p99 ms  max ms",
+        "1234.5  12345       2    1.50    2.25   10.00  123.46",
+        "errors: ClusterUnavailable 1, ReplicationTimeout 1",
+        "batching on the leader (n2): 64.0 entries per AppendEntries, 160.2 entries per fsync",
+        "max RSS: 55.5 MiB (n2 apply, of 3 actor processes sampled)",
+    ]
+
+
+def test_table_of_an_empty_run() -> None:
+    empty = {**REPORT, "ops": 0, "ops_per_s": 0.0, "errors": 0, "errors_by_type": {}, "max_rss_mib": {},
+             "latency_ms": dict.fromkeys(("p50", "p90", "p99", "max")), "entries_per_append": None,
+             "entries_per_fsync": None}  # fmt: skip
+    assert bench.table(empty).splitlines()[1:] == [
+        "  0.0    0       0       -       -       -       -",
+        "batching: - (the leader reported no stats for the window)",
+        "max RSS: - (no actor process on this host)",
+    ]
+
+
+def test_run_prints_the_events_then_the_table_and_writes_the_json(config, tmp_path: Path, monkeypatch) -> None:
+    def fake_run_bench(cfg, options, on_event):
+        on_event(LeaderFound("n2"))
+        on_event(Progress(0.5, 100.0, 0, 0.001, 0.002))
+        return REPORT
+
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    out, err, json_out = io.StringIO(), io.StringIO(), tmp_path / "r.json"
+    assert bench.run(config, BenchOptions(), str(json_out), out=out, err=err) == 0
+    assert [line.split()[:2] for line in err.getvalue().splitlines()] == [["bench:", "1"], ["bench:", "n2"], ["0.5", "s"]]
+    assert out.getvalue() == bench.table(REPORT) + "\n"
+    assert json.loads(json_out.read_text()) == REPORT
+
+
+def test_a_run_that_committed_nothing_fails(config, monkeypatch) -> None:
+    monkeypatch.setattr(bench, "run_bench", lambda cfg, options, on_event: {**REPORT, "ops": 0})
+    assert bench.run(config, BenchOptions(), out=io.StringIO(), err=io.StringIO()) == 1
 
 
 @pytest.mark.parametrize(
-    "before,after",
-    [
-        (None, STATS),  # no stats at the start (an older node, or no answer)
-        (STATS, None),
-        (STATS, STATS),  # nothing sent in the window: no ratio, not a division by zero
-        (STATS, {k: v // 2 for k, v in STATS.items()}),  # counters went back: the actor restarted
-        ({"fsyncs": 1}, {"fsyncs": 2}),  # counters missing
-    ],
-)
-def test_batching_ratios_are_null_when_they_mean_nothing(before, after) -> None:
-    assert bench.batching_ratios(before, after) == {"entries_per_append": None, "entries_per_fsync": None}
+    "error,line",
+    [(NoLeaderError("no node became leader within 10 s", None),
+      "sandzmq: no node became leader within 10 s (is it running? --spawn starts it)"),
+     (NoLeaderError("no node became leader within 30 s; see x.log", Path("x.log")),
+      "sandzmq: no node became leader within 30 s; see x.log")],
+)  # fmt: skip
+def test_no_leader_is_one_error_line(config, monkeypatch, error: NoLeaderError, line: str) -> None:
+    def no_leader(cfg, options, on_event):
+        raise error
 
-
-def test_parse_vmrss() -> None:
-    text = "Name:\tpython\nVmPeak:\t  300000 kB\nVmRSS:\t   51200 kB\nThreads:\t4\n"
-    assert bench.parse_vmrss_mib(text) == 50.0
-    assert bench.parse_vmrss_mib("Name:\tkthreadd\nThreads:\t1\n") is None
-
-
-def test_read_rss_of_this_process_and_of_a_gone_one() -> None:
-    assert bench.read_rss_mib(os.getpid()) > 1.0
-    assert bench.read_rss_mib(2**31 - 1) is None
-
-
-@pytest.mark.parametrize(
-    "address,host",
-    [("tcp://127.0.0.1:7000", "127.0.0.1"), ("tcp://[::1]:7000", "::1"), ("tcp://db-3.example:9", "db-3.example")],
-)
-def test_address_host(address: str, host: str) -> None:
-    assert bench.address_host(address) == host
-
-
-def test_local_hosts() -> None:
-    assert bench.is_local_host("127.0.0.1") and bench.is_local_host("localhost")
-    assert not bench.is_local_host("192.0.2.1")  # TEST-NET-1: never an address of this machine
-
-
-def test_only_local_sandzmq_processes_are_sampled(tmp_path: Path) -> None:
-    config = kv_config(tmp_path)
-    stand_in = "import sys; print('up', flush=True); sys.stdin.read()"
-    with subprocess.Popen([sys.executable, "-c", stand_in, "sandzmq-stand-in"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE) as actor:
-        # Popen returns during the exec, before /proc/PID/cmdline is filled in: wait for the child to speak.
-        assert actor.stdout.readline() == b"up\n"
-        reports = [
-            ("n1", {"pids": {"raft": actor.pid, "log": 2**31 - 1, "apply": None}}),
-            ("n2", {"pids": {"raft": actor.pid, "log": actor.pid, "apply": actor.pid}}),  # another host
-        ]
-        try:
-            assert bench.local_actor_pids(config, reports) == {"n1": {"raft": actor.pid}}
-        finally:
-            actor.stdin.close()
-
-
-def test_max_rss() -> None:
-    assert bench.max_rss({}) is None
-    assert bench.max_rss({"n1": {"raft": 40.0, "log": 30.0}, "n2": {"apply": 55.5}}) == (55.5, "n2", "apply")
+    monkeypatch.setattr(bench, "run_bench", no_leader)
+    out, err = io.StringIO(), io.StringIO()
+    assert bench.run(config, BenchOptions(), out=out, err=err) == 1
+    assert err.getvalue().splitlines()[1:] == [line] and out.getvalue() == ""

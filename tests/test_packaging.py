@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_FOLDERS = ["actors", "cli", "raft", "replicator", "statemachines", "storage", "transport"]
+SOURCE_FOLDERS = ["actors", "benchmark", "cli", "raft", "replicator", "statemachines", "storage", "transport"]
 
 
 @pytest.fixture(scope="module")
