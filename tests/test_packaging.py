@@ -1,6 +1,7 @@
 """Packaging (SPEC 2): an install puts one import package, `sandzmq`, into site-packages."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,14 +11,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_FOLDERS = ["actors", "benchmark", "cli", "raft", "replicator", "statemachines", "storage", "transport"]
+SOURCE_FOLDERS = [
+    "actors", "benchmark", "cli", "node", "protocol", "raft", "replicator", "statemachines", "storage", "transport",
+]
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools keeps a build/ folder in the source tree,
+    # whose leftovers (modules since moved or deleted) would end up in the
+    # next wheel, and in the tree.
+    source = tmp_path_factory.mktemp("source") / "sandzmq"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "data", "*.ipc", "results"))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         capture_output=True,
         text=True,
     )
