@@ -49,7 +49,7 @@ class Code:
     def __init__(self) -> None:
         self.env: dict[str, Any] = {"_DecodeError": DecodeError, "_MAX": MAX_UINT, "_type": type, "_len": len,
                                     "_int": int, "_str": str, "_bytes": bytes, "_bool": bool, "_list": list,
-                                    "_dict": dict}
+                                    "_dict": dict, "_map": map}
         self._ids: dict[int, str] = {}
 
     def bind(self, obj: Any, hint: str) -> str:

@@ -42,7 +42,7 @@ def entry_columns(entries: Sequence[Entry]) -> tuple[int | list[int], int | list
     one int when uniform. One comprehension per column (the attribute load is
     specialised for slots); uniformity is checked over the whole column, so a
     bug elsewhere cannot be turned into wrong terms."""
-    if isinstance(entries, EntryColumns):
+    if type(entries) is EntryColumns:  # (not isinstance: an ABC's check costs more than the rest)
         return uniform_or_column(entries.terms), uniform_or_column(entries.kinds), entries.datas
     if not entries:
         return 0, 0, []
@@ -97,7 +97,7 @@ def encode_entries(entries: Sequence[Entry]) -> list[Any]:
     """`[first_index, terms, kinds, datas]` for consecutive entries (an Entry
     list or EntryColumns); `[0, 0, 0, []]` for none. ValueError if the run is
     not consecutive."""
-    if isinstance(entries, EntryColumns):
+    if type(entries) is EntryColumns:
         return [entries.first_index, uniform_or_column(entries.terms), uniform_or_column(entries.kinds), entries.datas]
     first = entries[0].index if entries else 0
     check_consecutive(entries, first)
@@ -110,15 +110,6 @@ def decode_entries(body: Any) -> EntryColumns:
     if type(body) is not list or len(body) != 4:
         raise DecodeError("entries: expected [first_index, terms, kinds, datas]")
     return columns_from_wire(body[0], body[1], body[2], body[3])
-
-
-def _columns_after(entries: Sequence[Entry], prev_index: int) -> tuple[Any, Any, list[bytes]]:
-    check_consecutive(entries, prev_index + 1)
-    return entry_columns(entries)
-
-
-def _lens(datas: list[bytes]) -> list[int]:
-    return list(map(len, datas))
 
 
 def describe_entries(entries: Sequence[Entry]) -> str:
@@ -165,15 +156,16 @@ class Entries(Spec):
         fn = ctx.code.bind(entries_from_columns, "entries")
         terms, kinds, datas = f.wire
         lines = [f"{f.var} = {fn}({ctx.var(self.after)} + 1, {terms}, {kinds}, {datas})"]
-        for name in self.fills:
-            lines.append(f"{ctx.var(name)} = {ctx.code.bind(_lens, 'lens')}({datas}) if {f.var} else None")
+        for name in self.fills:  # the data lengths, counted in C
+            lines.append(f"{ctx.var(name)} = _list(_map(_len, {datas})) if {f.var} else None")
         return lines
 
     def encode(self, attr: str, f: Field, ctx: Context) -> tuple[list[str], list[str]]:
         if self.after is None:
             return [], [f"{ctx.code.bind(encode_entries, 'encode_entries')}({attr})"]
-        fn = ctx.code.bind(_columns_after, "columns")
-        return [f"{', '.join(f.wire)} = {fn}({attr}, m.{self.after})"], list(f.wire)
+        check = ctx.code.bind(check_consecutive, "check_consecutive")
+        columns = ctx.code.bind(entry_columns, "entry_columns")
+        return [f"{check}({attr}, m.{self.after} + 1)", f"{', '.join(f.wire)} = {columns}({attr})"], list(f.wire)
 
     def show(self, value: Any) -> str:
         return describe_entries(value)

@@ -143,7 +143,7 @@ def test_body_layouts_are_pinned() -> None:
 
 # -- round trips -----------------------------------------------------------------
 
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_message)
 def test_every_registered_message_type_round_trips(msg: Any) -> None:
     tag, body = encode_message(msg)
@@ -323,7 +323,7 @@ def _mutations(body: Any) -> st.SearchStrategy[Any]:
     return mutate()
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_every_mutated_body_raises_only_decode_error(data: st.DataObject) -> None:
     msg = data.draw(any_message)

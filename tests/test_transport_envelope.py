@@ -255,7 +255,7 @@ def test_a_tag_the_socket_does_not_take_is_dropped_as_wrong_socket_before_decodi
     assert env.drops.wrong_socket == 1 and env.drops.malformed == 0  # refused before the body was read
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(REGISTRY.tags())), st.data())
 def test_every_registered_type_goes_through_the_envelope(tag: str, data: st.DataObject) -> None:
     """Every declared message, encoded and decoded by an Envelope (the body
@@ -268,3 +268,29 @@ def test_every_registered_type_goes_through_the_envelope(tag: str, data: st.Data
     assert env.decode(frame_bytes, frozenset({tag})) == msg
     assert env.decode(frame_bytes, frozenset(REGISTRY.tags()) - {tag}) is None
     only(env.drops, "wrong_socket")
+
+
+def test_an_unencodable_message_leaves_the_next_frame_whole_in_every_thread() -> None:
+    """A failed encode leaves nothing behind, and threads may share one Envelope."""
+    import threading
+
+    from sandzmq.protocol import ClientReply
+
+    env = Envelope("dev")
+    with pytest.raises(TypeError):
+        env.encode(ClientReply([1], [0], [object()]))
+    assert env.decode(env.encode(HB)) == HB
+    failures: list[object] = []
+
+    def worker(i: int) -> None:
+        for term in range(2000):
+            msg = Heartbeat(f"n{i}", "n0", term, i)
+            if env.decode(env.encode(msg)) != msg:
+                failures.append(msg)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
