@@ -449,7 +449,7 @@ def _decoder_source(cls: type, fields: dict[str, Field], ctx: Context, code: Cod
         lines += f.spec.post(f, ctx)
     args, keywords = [], False
     for f in fields.values():
-        if f.spec.width == 0 and not _filled(f, fields, ctx):
+        if f.spec.width == 0 and not _filled(f, fields):
             keywords = True  # left to its default: the fields after it go by name
             continue
         args.append(f"{f.name}={f.var}" if keywords else f.var)
@@ -457,7 +457,7 @@ def _decoder_source(cls: type, fields: dict[str, Field], ctx: Context, code: Cod
     return "def decode(b):\n" + "\n".join("    " + line for line in lines) + "\n"
 
 
-def _filled(f: Field, fields: dict[str, Field], ctx: Context) -> bool:
+def _filled(f: Field, fields: dict[str, Field]) -> bool:
     """Does another field's spec set this not-sent field's variable?"""
     return any(f.name in getattr(g.spec, "fills", ()) for g in fields.values())
 
