@@ -4,7 +4,7 @@
 
 1. Envelope encode + decode of AppendEntries with 1, 64 and 512 entries of
    128 bytes (and of the small messages), in-process: us per message and per
-   entry, median of several runs. The columnar entry layout (codec.py) is
+   entry, median of several runs. The columnar entry layout (protocol/logdata.py) is
    compared side by side with the obvious alternative, one [term, kind, data]
    list per entry, so the choice stays measured.
 2. DEALER -> ROUTER over ipc and tcp loopback, between TWO PROCESSES (the
@@ -35,9 +35,7 @@ import msgpack
 from sandzmq.raft.messages import AppendEntries, AppendEntriesResponse, Entry, EntryKind, Heartbeat
 from sandzmq.transport import Envelope, Inbox, PeerLink, Poller, drain, ipc_endpoint, terminate_context
 from sandzmq.transport.sockets import DEFAULT_DRAIN, library_versions
-from sandzmq.transport import codec
-from sandzmq.transport.codec import DecodeError
-from sandzmq.transport.envelope import Registry
+from sandzmq.protocol import MAX_UINT, DecodeError, Registry
 
 ENTRY_BYTES = 128
 CLUSTER = "bench"
@@ -70,8 +68,8 @@ def append_entries(n: int) -> AppendEntries:
 
 
 # -- the alternative layout, for comparison only -------------------------------
-# One [term, kind, data] list per entry, with the same checks as codec.py
-# (header, non-negative ints, exact types), registered in a private registry
+# One [term, kind, data] list per entry, with the same checks as the protocol's
+# (header, ints in range, exact types), registered in a private registry
 # so that it pays the same envelope costs.
 
 def nested_encode(m: AppendEntries) -> list[Any]:
@@ -83,8 +81,9 @@ def nested_decode(b: Any) -> AppendEntries:
     if type(b) is not list or len(b) != 7:
         raise DecodeError("AppendEntries: expected 7 fields")
     src, dst, term, prev_index, prev_term, commit, rows = b
-    codec._header("AppendEntries", src, dst, term)
-    codec._uints("AppendEntries", prev_index, prev_term, commit)
+    if type(src) is not str or type(dst) is not str or any(
+            type(v) is not int or not 0 <= v <= MAX_UINT for v in (term, prev_index, prev_term, commit)):
+        raise DecodeError("AppendEntries: bad header")
     if type(rows) is not list:
         raise DecodeError("rows")
     try:
@@ -102,7 +101,7 @@ def _bad() -> bool:
     raise DecodeError("bad entry")
 
 
-_nested_registry = Registry()
+_nested_registry = Registry()  # (no tag of its own for the class in REGISTRY's copy)
 _nested_registry.register("ae.nested", AppendEntries, nested_encode, nested_decode)
 
 

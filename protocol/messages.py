@@ -1,9 +1,11 @@
 """The node's messages: between its three actors, and with clients.
 
-Every class here is registered with the transport's envelope under a str tag,
-with a decoder that validates the body (raising DecodeError, which the
-envelope counts as `malformed`), so an actor receives either a well-formed
-object or nothing.
+Each class is its own wire declaration: `@message(tag, ...)` derives its body
+codec from its fields (registry.py, derive.py), with a spec only where the
+type does not say enough (entries, columns as long as another, a run of
+request ids, bounded strs and ints). The decoder validates the body and
+raises DecodeError, which the envelope counts as `malformed`, so an actor
+receives either a well-formed object or nothing.
 
 A write travels:  client --ClientSubmit--> raft --LogWrite--> log-store
                   log-store --LogDurable--> raft --ApplyBatch--> apply
@@ -19,33 +21,20 @@ older results.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
 
 from sandzmq.raft.messages import Entry, HardState
 from sandzmq.storage.identity import MAX_CLUSTER_ID
-from sandzmq.transport import register
-from sandzmq.transport.codec import (
-    MAX_UINT,
-    DecodeError,
-    bytes_column,
-    decode_entries,
-    decode_hard_state,
-    encode_entries,
-    encode_hard_state,
-    expect_bool,
-    expect_bytes,
-    expect_list,
-    expect_str,
-    expand_column,
-    expect_uint,
-    uint_column,
-    uniform_or_column,
-)
+
+from .checks import DecodeError, expect_bytes, expect_str, expect_uint
+from .derive import RequestIds, Str, UInt, UInts
+from .logdata import Entries, describe_entries, describe_hard_state
+from .registry import message
 
 # ---------------------------------------------------------------- entry payloads
 
@@ -115,6 +104,13 @@ class ReplyStatus(IntEnum):
     BUSY = 4  # refused before proposing: too much in flight; back off and retry
 
 
+def _show_submit(m: ClientSubmit) -> str:
+    n = len(m.payloads)
+    ids = f"#{m.first_request_id}" + (f"..{m.first_request_id + n - 1}" if n > 1 else "")
+    return f"ClientSubmit {ids} ({n} requests, {sum(map(len, m.payloads))}B)"
+
+
+@message("c.submit", route="client->raft", show=_show_submit, first_request_id=RequestIds(count="payloads"))
 @dataclass(slots=True)
 class ClientSubmit:
     """Writes and log reads from one client, in columns: request i has the id
@@ -131,6 +127,7 @@ class ClientSubmit:
         return [(first + i, p) for i, p in enumerate(self.payloads)]
 
 
+@message("c.query", route="client->raft")
 @dataclass(slots=True)
 class ClientQuery:
     """A read. consistency: "linearizable" | "lease" | "local"."""
@@ -140,6 +137,18 @@ class ClientQuery:
     query: bytes
 
 
+def _show_reply(m: ClientReply) -> str:
+    names = {int(s): s.name for s in ReplyStatus}
+    counts: dict[str, int] = {}
+    for status in m.statuses:
+        name = names.get(status, str(status))
+        counts[name] = counts.get(name, 0) + 1
+    ids = UInts().show(m.request_ids)
+    return f"ClientReply #{ids} " + " ".join(f"{name}x{n}" if n > 1 else name for name, n in counts.items())
+
+
+@message("c.reply", route="raft->client", show=_show_reply,
+         request_ids=UInts(length="values"), statuses=UInts(length="values"))
 @dataclass(slots=True)
 class ClientReply:
     """Answers, batched, in three columns of equal length."""
@@ -183,45 +192,24 @@ class ClientReply:
                 ClientReply(self.request_ids[h:], self.statuses[h:], self.values[h:]))
 
 
+@message("c.status", route="client->raft")
 @dataclass(slots=True)
 class StatusRequest:
     request_id: int
 
 
+@message("c.status_reply", route="raft->client")
 @dataclass(slots=True)
 class StatusReply:
     request_id: int
     status: dict[str, Any]
 
 
-def _dec_submit(body: Any) -> ClientSubmit:
-    b = expect_list(body, 2, "ClientSubmit")
-    first = expect_uint(b[0], "first_request_id")
-    payloads = bytes_column(b[1], "ClientSubmit payloads")
-    if first + len(payloads) > MAX_UINT:  # every request id must encode in the reply
-        raise DecodeError("ClientSubmit: request ids run past 2**62")
-    return ClientSubmit(first, payloads)
+HELLO_TAG = "c.hello"
+HELLO_REPLY_TAG = "c.hello_reply"
 
 
-def _dec_query(body: Any) -> ClientQuery:
-    b = expect_list(body, 3, "ClientQuery")
-    return ClientQuery(expect_uint(b[0], "request_id"), expect_str(b[1], "consistency"), expect_bytes(b[2], "query"))
-
-
-def _dec_reply(body: Any) -> ClientReply:
-    b = expect_list(body, 3, "ClientReply")
-    values = expect_list(b[2], what="ClientReply values")
-    n = len(values)
-    return ClientReply(uint_column(b[0], n, "ClientReply request ids"), uint_column(b[1], n, "ClientReply statuses"), values)
-
-
-def _dec_status_reply(body: Any) -> StatusReply:
-    b = expect_list(body, 2, "StatusReply")
-    if type(b[1]) is not dict:
-        raise DecodeError("StatusReply: status is not a map")
-    return StatusReply(expect_uint(b[0], "request_id"), b[1])
-
-
+@message(HELLO_TAG, route="client->raft")
 @dataclass(slots=True)
 class ClusterHello:
     """Which cluster is this? The one message a node takes from any cluster
@@ -231,32 +219,31 @@ class ClusterHello:
     nonce: int
 
 
+@message(HELLO_REPLY_TAG, route="raft->client")
 @dataclass(slots=True)
 class ClusterHelloReply:
     nonce: int
     cluster: str
 
 
-HELLO_TAG = "c.hello"
-HELLO_REPLY_TAG = "c.hello_reply"
-
-
-register("c.submit", ClientSubmit, lambda m: [m.first_request_id, m.payloads], _dec_submit)
-register("c.query", ClientQuery, lambda m: [m.request_id, m.consistency, m.query], _dec_query)
-register("c.reply", ClientReply, lambda m: [m.request_ids, m.statuses, m.values], _dec_reply)
-register(HELLO_TAG, ClusterHello, lambda m: [m.nonce], lambda b: ClusterHello(expect_uint(expect_list(b, 1, "ClusterHello")[0], "nonce")))
-register(
-    HELLO_REPLY_TAG,
-    ClusterHelloReply,
-    lambda m: [m.nonce, m.cluster],
-    lambda b: ClusterHelloReply(expect_uint(expect_list(b, 2, "ClusterHelloReply")[0], "nonce"), expect_str(b[1], "cluster")),
-)
-register("c.status", StatusRequest, lambda m: [m.request_id], lambda b: StatusRequest(expect_uint(expect_list(b, 1, "StatusRequest")[0], "request_id")))
-register("c.status_reply", StatusReply, lambda m: [m.request_id, m.status], _dec_status_reply)
-
 # ---------------------------------------------------------------- raft <-> log-store
 
 
+#: The cluster id a node's identity may hold (storage/identity.py), on the wire.
+ClusterId = Str(max_len=MAX_CLUSTER_ID)
+
+
+def _show_write(m: LogWrite) -> str:
+    parts = [f"LogWrite #{m.write_id}"]
+    if m.entries:
+        parts.append(f"entries={describe_entries(m.entries)}")
+    if m.hard_state is not None:
+        parts.append(f"hs={describe_hard_state(m.hard_state)}")
+    parts.append("sync" if m.must_sync else "nosync")
+    return " ".join(parts) + (f" epoch={m.epoch}" if m.epoch else "")
+
+
+@message("l.write", route="raft->log", show=_show_write, entries=Entries())
 @dataclass(slots=True)
 class LogWrite:
     """Append (superseding from entries[0].index) and/or record hard state.
@@ -273,6 +260,7 @@ class LogWrite:
     epoch: int = 0
 
 
+@message("l.durable", route="log->raft")
 @dataclass(slots=True)
 class LogDurable:
     """Every write of `epoch` up to write_id is on disk (fsync'd, when fsync is
@@ -285,6 +273,7 @@ class LogDurable:
     epoch: int = 0
 
 
+@message("l.sync", route="raft->log")
 @dataclass(slots=True)
 class LogSync:
     """From the raft actor: report what is durable (LogState), and take
@@ -298,6 +287,7 @@ class LogSync:
     next_write_id: int = 1
 
 
+@message("l.gap", route="log->raft")
 @dataclass(slots=True)
 class LogGap:
     """From the log-store: a write arrived that is not the next one of the
@@ -309,6 +299,7 @@ class LogGap:
     expected: int
 
 
+@message("l.state", route="log->raft", cluster_id=ClusterId)
 @dataclass(slots=True)
 class LogState:
     """What the log-store holds, after everything it received before the
@@ -326,6 +317,7 @@ class LogState:
     proposal: int = 0  # its bootstrap proposal, 0 before it made one
 
 
+@message("l.identity", route="raft->log", cluster_id=ClusterId)
 @dataclass(slots=True)
 class LogIdentity:
     """From the raft actor, during the bootstrap handshake (actors/bootstrap.py):
@@ -337,78 +329,24 @@ class LogIdentity:
     proposal: int
 
 
-def _dec_log_write(body: Any) -> LogWrite:
-    b = expect_list(body, 5, "LogWrite")
-    hs = None if b[2] is None else decode_hard_state(b[2])
-    return LogWrite(
-        expect_uint(b[0], "write_id"), decode_entries(b[1]), hs, expect_bool(b[3], "must_sync"), expect_uint(b[4], "epoch")
-    )
-
-
-def _dec_log_state(body: Any) -> LogState:
-    b = expect_list(body, 10, "LogState")
-    return LogState(
-        expect_uint(b[0], "nonce"), expect_uint(b[1], "pid"), expect_uint(b[2], "incarnation"),
-        decode_hard_state(b[3]), expect_uint(b[4], "first_index"), expect_uint(b[5], "last_index"),
-        expect_uint(b[6], "last_term"), expect_uint(b[7], "write_id"), expect_cluster_id(b[8]), expect_uint(b[9], "proposal"),
-    )
-
-
 def expect_cluster_id(value: Any) -> str:
+    """A cluster id as the wire bounds it (a str of at most MAX_CLUSTER_ID characters)."""
     cluster_id = expect_str(value, "cluster_id")
     if len(cluster_id) > MAX_CLUSTER_ID:
         raise DecodeError(f"cluster_id: longer than {MAX_CLUSTER_ID} characters")
     return cluster_id
 
 
-register(
-    "l.write",
-    LogWrite,
-    lambda m: [
-        m.write_id, encode_entries(m.entries), None if m.hard_state is None else encode_hard_state(m.hard_state),
-        m.must_sync, m.epoch,
-    ],
-    _dec_log_write,
-)
-register(
-    "l.durable",
-    LogDurable,
-    lambda m: [m.write_id, m.last_index, m.last_term, m.epoch],
-    lambda b: LogDurable(*(expect_uint(v, "LogDurable") for v in expect_list(b, 4, "LogDurable"))),
-)
-register(
-    "l.sync",
-    LogSync,
-    lambda m: [m.nonce, m.epoch, m.next_write_id],
-    lambda b: LogSync(*(expect_uint(v, "LogSync") for v in expect_list(b, 3, "LogSync"))),
-)
-register(
-    "l.gap",
-    LogGap,
-    lambda m: [m.sync_nonce, m.expected],
-    lambda b: LogGap(*(expect_uint(v, "LogGap") for v in expect_list(b, 2, "LogGap"))),
-)
-register(
-    "l.state",
-    LogState,
-    lambda m: [
-        m.nonce, m.pid, m.incarnation, encode_hard_state(m.hard_state),
-        m.first_index, m.last_index, m.last_term, m.write_id, m.cluster_id, m.proposal,
-    ],
-    _dec_log_state,
-)
-register(
-    "l.identity",
-    LogIdentity,
-    lambda m: [m.nonce, m.cluster_id, m.proposal],
-    lambda b: LogIdentity(
-        expect_uint(expect_list(b, 3, "LogIdentity")[0], "nonce"), expect_cluster_id(b[1]), expect_uint(b[2], "proposal")
-    ),
-)
-
 # ---------------------------------------------------------------- raft <-> apply
 
 
+def _show_batch(m: ApplyBatch) -> str:
+    results = " results" if m.want_results else ""
+    generation = f" gen={m.generation}" if m.generation else ""
+    return f"ApplyBatch entries={describe_entries(m.entries)}{results}{generation}"
+
+
+@message("a.batch", route="raft->apply", show=_show_batch, entries=Entries())
 @dataclass(slots=True)
 class ApplyBatch:
     """Committed entries, in order. The apply actor takes them only if
@@ -423,6 +361,12 @@ class ApplyBatch:
     generation: int = 0
 
 
+def _show_results(m: ApplyResults) -> str:
+    return f"ApplyResults indexes={UInts().show(m.indexes)} applied={m.applied_index}"
+
+
+@message("a.results", route="apply->raft", show=_show_results, indexes=UInts(length="values"),
+         terms=UInts(length="values", uniform=True), statuses=UInts(length="values", uniform=True))
 @dataclass(slots=True)
 class ApplyResults:
     """The results of one batch's NORMAL entries (only when asked for), in
@@ -459,6 +403,7 @@ class ApplyResults:
         )
 
 
+@message("a.state", route="apply->raft")
 @dataclass(slots=True)
 class ApplyState:
     """How far the apply actor is: sent when it starts (generation 0, a new
@@ -473,12 +418,14 @@ class ApplyState:
     generation: int = 0
 
 
+@message("a.query", route="raft->apply")
 @dataclass(slots=True)
 class LocalQuery:
     request_id: int
     query: bytes
 
 
+@message("a.query_result", route="apply->raft")
 @dataclass(slots=True)
 class LocalQueryResult:
     request_id: int
@@ -486,57 +433,16 @@ class LocalQueryResult:
     value: Any
 
 
-def _dec_apply_results(body: Any) -> ApplyResults:
-    b = expect_list(body, 5, "ApplyResults")
-    values = expect_list(b[3], what="ApplyResults values")
-    n = len(values)
-    return ApplyResults(
-        uint_column(b[0], n, "ApplyResults indexes"),
-        expand_column(b[1], n, "ApplyResults terms"),
-        expand_column(b[2], n, "ApplyResults statuses"),
-        values,
-        expect_uint(b[4], "applied_index"),
-    )
-
-
-def _dec_local_query_result(body: Any) -> LocalQueryResult:
-    b = expect_list(body, 3, "LocalQueryResult")
-    return LocalQueryResult(expect_uint(b[0], "request_id"), expect_uint(b[1], "status"), b[2])
-
-
-register(
-    "a.batch",
-    ApplyBatch,
-    lambda m: [encode_entries(m.entries), m.want_results, m.generation],
-    lambda b: ApplyBatch(
-        decode_entries(expect_list(b, 3, "ApplyBatch")[0]), expect_bool(b[1], "want_results"), expect_uint(b[2], "generation")
-    ),
-)
-register(
-    "a.results",
-    ApplyResults,
-    lambda m: [m.indexes, uniform_or_column(m.terms), uniform_or_column(m.statuses), m.values, m.applied_index],
-    _dec_apply_results,
-)
-register(
-    "a.state",
-    ApplyState,
-    lambda m: [m.pid, m.applied_index, m.incarnation, m.generation],
-    lambda b: ApplyState(*(expect_uint(v, "ApplyState") for v in expect_list(b, 4, "ApplyState"))),
-)
-register(
-    "a.query",
-    LocalQuery,
-    lambda m: [m.request_id, m.query],
-    lambda b: LocalQuery(expect_uint(expect_list(b, 2, "LocalQuery")[0], "request_id"), expect_bytes(b[1], "query")),
-)
-register("a.query_result", LocalQueryResult, lambda m: [m.request_id, m.status, m.value], _dec_local_query_result)
-
-
-
 # ---------------------------------------------------------------- raft <-> raft, besides the core's
 
 
+def _show_hello(m: PeerHello) -> str:
+    kind = "ask" if m.ask else "answer"
+    return (f"{m.src}->{m.dst} PeerHello {kind} state={m.state} cluster_id={m.cluster_id or '-'} "
+            f"proposal={m.proposal} t{m.term} nonce={m.nonce}")
+
+
+@message("p.hello", show=_show_hello, state=UInt(max=3), cluster_id=ClusterId)
 @dataclass(slots=True)
 class PeerHello:
     """The identity handshake between raft actors (actors/bootstrap.py): what
@@ -552,25 +458,6 @@ class PeerHello:
     proposal: int
     term: int
     nonce: int
-
-
-def _dec_peer_hello(body: Any) -> PeerHello:
-    b = expect_list(body, 8, "PeerHello")
-    state = expect_uint(b[3], "state")
-    if state > 3:
-        raise DecodeError("PeerHello: unknown state")
-    return PeerHello(
-        expect_str(b[0], "src"), expect_str(b[1], "dst"), expect_bool(b[2], "ask"), state,
-        expect_cluster_id(b[4]), expect_uint(b[5], "proposal"), expect_uint(b[6], "term"), expect_uint(b[7], "nonce"),
-    )
-
-
-register(
-    "p.hello",
-    PeerHello,
-    lambda m: [m.src, m.dst, m.ask, m.state, m.cluster_id, m.proposal, m.term, m.nonce],
-    _dec_peer_hello,
-)
 
 
 # ---------------------------------------------------------------- trust boundaries

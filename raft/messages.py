@@ -1,7 +1,8 @@
 """The vocabulary of the Raft core: log entries, peer messages, hard state.
 
 These are plain data. The core consumes and produces them; the transport turns
-them into msgpack and back (sandzmq.transport.codec); the log-store writes
+them into msgpack and back (sandzmq.protocol declares how each travels,
+without this module knowing it); the log-store writes
 entries and hard state to disk. Nothing here does I/O.
 
 Every peer message carries `src`, `dst` and the sender's `term`, as in the Raft
@@ -54,7 +55,7 @@ class EntryColumns(Sequence[Entry]):
     cost more than the rest of their per-entry work. This reads like a
     sequence of Entry (an Entry is built on access), and `rows()` gives
     (index, term, kind, data) tuples made in C for the hot loops.
-    Validation is the decoder's job (transport.codec.columns_from_wire).
+    Validation is the decoder's job (protocol.logdata.columns_from_wire).
     """
 
     __slots__ = ("datas", "first_index", "kinds", "terms")

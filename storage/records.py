@@ -7,19 +7,27 @@ A segment file is a header followed by records:
 
 Integers are little-endian. `length` counts the payload only; the CRC is
 zlib.crc32 over the type byte followed by the payload, so a record whose type
-byte flipped fails its check too. Payloads are msgpack:
+byte flipped fails its check too. Payloads are msgpack, in the shapes the
+wire uses for the same data (sandzmq.protocol.logdata: one shape each):
 
-    ENTRIES     [[index, term, kind, data], ...]   one record per appended batch,
-                                                   consecutive indexes
-    HARD_STATE  [term, vote, commit]
+    ENTRIES (4)     [first_index, terms, kinds, datas]   one record per appended batch:
+                                                         the entries of a LogWrite, as
+                                                         they arrived (terms and kinds
+                                                         one int when uniform)
+    HARD_STATE (2)  [term, vote, commit]
+
+Format versions: 2 writes ENTRIES records; 1 wrote ENTRY_ROWS (type 1,
+`[[index, term, kind, data], ...]`), which this build still reads, so a log
+written by version 1 opens as it was; new records always go to a version 2
+segment, so a version 1 build refuses the new segments by their header
+instead of misreading a record type it does not know.
 
 SNAPSHOT (type 3) is reserved for the snapshot marker of log compaction (not
 built yet); until a format version knows it, it is an unknown type like any
 other.
 
-Everything here is per record, not per entry, except the two comprehensions
-that turn entries into rows and back: that is where a batch's per-entry cost
-lives, so they stay single tight loops.
+Everything here is per record, not per entry: entries stay in columns from
+the wire to the disk and back, and each column is checked in C.
 """
 from __future__ import annotations
 
@@ -30,18 +38,22 @@ from collections.abc import Callable, Sequence
 
 import msgpack
 
-from sandzmq.raft.messages import Entry, HardState, entry_rows
+from sandzmq.protocol import logdata
+from sandzmq.raft.messages import Entry, EntryColumns, HardState
 
 MAGIC = b"SZMQWAL\n"
-VERSION = 1
+VERSION = 2  # the format new segments get
+READABLE_VERSIONS = (1, 2)
 SEGMENT_HEADER = struct.Struct("<8sI")
 
 HEADER = struct.Struct("<IIB")  # length, crc32, type
 
-ENTRIES = 1
+ENTRY_ROWS = 1  # format 1's entries: read, never written
 HARD_STATE = 2
 SNAPSHOT = 3  # reserved: snapshot marker (log compaction, not built yet); not accepted
-KNOWN_TYPES = (ENTRIES, HARD_STATE)
+ENTRIES = 4
+KNOWN_TYPES = (ENTRY_ROWS, HARD_STATE, ENTRIES)
+ENTRY_TYPES = (ENTRY_ROWS, ENTRIES)
 
 # Larger than any batch the Raft actor builds, small enough that a garbled
 # length field is recognised as garbage rather than read as a huge record.
@@ -51,9 +63,10 @@ MAX_PAYLOAD = 256 << 20
 _TYPE_CRC = {kind: zlib.crc32(bytes([kind])) for kind in KNOWN_TYPES}
 
 # Where a valid record could start: a known type byte followed by the first
-# byte its msgpack payload must have (a non-empty array; [term, vote, commit]).
-# Used only to look past a bad record at recovery, so a regex scan in C is enough.
-_RECORD_START = re.compile(rb"(?s)(?=.{8}(?:\x01[\x91-\x9f\xdc\xdd]|\x02\x93))")
+# byte its msgpack payload must have (a non-empty array; [term, vote, commit];
+# [first_index, terms, kinds, datas]). Used only to look past a bad record at
+# recovery, so a regex scan in C is enough.
+_RECORD_START = re.compile(rb"(?s)(?=.{8}(?:\x01[\x91-\x9f\xdc\xdd]|\x02\x93|\x04\x94))")
 
 
 def segment_header() -> bytes:
@@ -67,9 +80,15 @@ def segment_header_problem(buf: bytes) -> str | None:
     magic, version = SEGMENT_HEADER.unpack_from(buf)
     if magic != MAGIC:
         return f"bad segment magic {magic!r}, expected {MAGIC!r}"
-    if version != VERSION:
-        return f"unsupported segment format version {version} (this build reads {VERSION})"
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        return f"unsupported segment format version {version} (this build reads {readable})"
     return None
+
+
+def segment_version(buf: bytes) -> int:
+    """The format version of a segment whose header segment_header_problem() accepted."""
+    return SEGMENT_HEADER.unpack_from(buf)[1]
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -79,31 +98,48 @@ def frame(kind: int, payload: bytes) -> bytes:
 
 
 def encode_entries(entries: Sequence[Entry]) -> bytes:
-    return frame(ENTRIES, msgpack.packb(list(entry_rows(entries))))
+    """An ENTRIES record of a non-empty run of consecutive entries."""
+    if not entries:
+        raise ValueError("an ENTRIES record holds at least one entry")
+    return frame(ENTRIES, msgpack.packb(logdata.encode_entries(entries)))
 
 
 def encode_hard_state(hs: HardState) -> bytes:
-    return frame(HARD_STATE, msgpack.packb((hs.term, hs.vote, hs.commit)))
+    return frame(HARD_STATE, msgpack.packb(logdata.encode_hard_state(hs)))
 
 
-def decode_rows(payload: bytes | memoryview) -> tuple[tuple[int, int, int, bytes], ...]:
-    """An ENTRIES payload as (index, term, kind, data) tuples, checked only at its ends:
-    the CRC already vouches that the writer produced it."""
-    rows = msgpack.unpackb(payload, use_list=False)
-    if not isinstance(rows, tuple) or not rows or len(rows[0]) != 4 or len(rows[-1]) != 4:
-        raise ValueError("ENTRIES payload is not a non-empty list of [index, term, kind, data]")
-    if rows[-1][0] - rows[0][0] != len(rows) - 1:
-        raise ValueError(f"ENTRIES record {rows[0][0]}..{rows[-1][0]} holds {len(rows)} entries: not consecutive")
-    return rows
+def decode_entries(kind: int, payload: bytes | memoryview) -> EntryColumns:
+    """The entries of an ENTRIES (or format 1 ENTRY_ROWS) payload, as columns,
+    validated as the wire's are: ValueError (DecodeError is one) if the
+    content is impossible, which the CRC says the writer did not write."""
+    body = msgpack.unpackb(payload)
+    if kind == ENTRY_ROWS:
+        body = _rows_to_columns(body)
+    columns = logdata.decode_entries(body)
+    if not columns.datas:
+        raise ValueError("ENTRIES record without entries")
+    return columns
 
 
-def rows_to_entries(rows: Sequence[tuple[int, int, int, bytes]]) -> list[Entry]:
-    return [Entry(index, term, data, kind) for index, term, kind, data in rows]
+def _rows_to_columns(rows: object) -> list[object]:
+    """Format 1's [[index, term, kind, data], ...] as [first_index, terms, kinds, datas]."""
+    if type(rows) is not list or not rows or not all(type(r) is list and len(r) == 4 for r in rows):
+        raise ValueError("ENTRY_ROWS payload is not a non-empty list of [index, term, kind, data]")
+    indexes, terms, kinds, datas = map(list, zip(*rows))
+    if indexes != list(range(indexes[0], indexes[0] + len(indexes))):
+        raise ValueError(f"ENTRY_ROWS record from {indexes[0]} holds {len(rows)} entries: not consecutive")
+    return [indexes[0], terms, kinds, datas]
 
 
 def decode_hard_state(payload: bytes | memoryview) -> HardState:
-    term, vote, commit = msgpack.unpackb(payload)
-    return HardState(term, vote, commit)
+    """A HARD_STATE payload, validated (ValueError)."""
+    return logdata.decode_hard_state(msgpack.unpackb(payload))
+
+
+def entries_between(columns: EntryColumns, lo: int, hi: int) -> list[Entry]:
+    """Entry objects for indexes [lo, hi) of a record's columns."""
+    a, b = lo - columns.first_index, hi - columns.first_index
+    return list(map(Entry, range(lo, hi), columns.terms[a:b], columns.datas[a:b], columns.kinds[a:b]))
 
 
 def read_record(buf: bytes, offset: int) -> tuple[int, int, int] | str:

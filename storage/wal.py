@@ -56,7 +56,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandzmq.raft.messages import Entry, HardState
+from sandzmq.raft.messages import Entry, EntryColumns, HardState
 
 from . import records
 from .errors import StorageError, WalCorruptError
@@ -191,13 +191,14 @@ class _LogIndex:
         if kind == records.HARD_STATE:
             self.hard_state = records.decode_hard_state(payload)
             return
-        rows = records.decode_rows(payload)
-        first, first_term, last_term = rows[0][0], rows[0][1], rows[-1][1]
-        terms = first_term if first_term == last_term else [row[1] for row in rows]
+        columns = records.decode_entries(kind, payload)
+        first, all_terms = columns.first_index, columns.terms
+        # The decoder checked that terms never decrease: equal ends, one term.
+        terms = all_terms[0] if all_terms[0] == all_terms[-1] else all_terms
         problem = self.problem(first, terms)
         if problem:
             raise ValueError(problem)
-        self.add(first, rows[-1][0], terms, seg, offset, records.HEADER.size + len(payload))
+        self.add(first, first + len(all_terms) - 1, terms, seg, offset, records.HEADER.size + len(payload))
 
 
 class _LogView:
@@ -259,38 +260,41 @@ class _LogView:
         while index < hi:
             first = ix.firsts[k]
             stop = min(hi, ix.firsts[k + 1]) if k + 1 < len(ix.firsts) else hi
-            rows = self._rows(k)[index - first : stop - first]
-            if len(rows) != stop - index or rows[0][0] != index:
+            columns = self._columns(k)
+            if columns.first_index != first or len(columns.datas) < stop - first:
                 raise WalCorruptError(self._path(ix.segs[k]), ix.offsets[k],
                                       f"record does not hold entries {index}..{stop - 1} as indexed")
             if max_bytes is not None:
-                for n, row in enumerate(rows):
-                    size += len(row[3])
+                for n, data in enumerate(columns.datas[index - first : stop - first]):
+                    size += len(data)
                     if size > max_bytes and (out or n):
-                        out += records.rows_to_entries(rows[:n])
+                        out += records.entries_between(columns, index, index + n)
                         return out
-            out += records.rows_to_entries(rows)
+            out += records.entries_between(columns, index, stop)
             index, k = stop, k + 1
         return out
 
-    _cached: tuple[tuple[int, int], tuple] = ((0, 0), ())
+    _cached: tuple[tuple[int, int], EntryColumns | None] = ((0, 0), None)
 
-    def _rows(self, k: int) -> tuple:
-        """The decoded rows of index row k, re-checking the CRC (disks rot)."""
+    def _columns(self, k: int) -> EntryColumns:
+        """The decoded entries of index row k, re-checking the CRC (disks rot)."""
         ix = self._index
         key = (ix.segs[k], ix.offsets[k])
-        if self._cached[0] == key:
-            return self._cached[1]
+        cached = self._cached
+        if cached[0] == key and cached[1] is not None:
+            return cached[1]
         buf = os.pread(self._fd(key[0]), ix.sizes[k], key[1])
         found = records.read_record(buf, 0)
         try:
             if isinstance(found, str):
                 raise ValueError(found)
-            rows = records.decode_rows(memoryview(buf)[found[1] : found[2]])
+            if found[0] not in records.ENTRY_TYPES:
+                raise ValueError(f"record type {found[0]} where entries were indexed")
+            columns = records.decode_entries(found[0], memoryview(buf)[found[1] : found[2]])
         except (ValueError, TypeError) as exc:
             raise WalCorruptError(self._path(key[0]), key[1], f"re-reading an indexed record: {exc}") from None
-        self._cached = (key, rows)
-        return rows
+        self._cached = (key, columns)
+        return columns
 
 
 class WriteAheadLog(_LogView):
@@ -506,12 +510,13 @@ class WriteAheadLog(_LogView):
             self._cut_unsynced(*failed_sync)
         end = count = 0
         for seq, path in segments:
-            end, count = self._recover_segment(seq, path, last=seq == segments[-1][0])
+            end, count, version = self._recover_segment(seq, path, last=seq == segments[-1][0])
             self._paths[seq] = path
             report.segments.append(path.name)
         seq, path = segments[-1]
-        if failed_sync is None and count == 1 and report.torn_segment is None:
-            # Nothing but its creation's hard state, which was fsynced before the rename.
+        if failed_sync is None and count == 1 and report.torn_segment is None and version == records.VERSION:
+            # Nothing but its creation's hard state, which was fsynced before the
+            # rename (and of this format: an older build must not find newer records in it).
             self._seq, self._size, self._synced = seq, end, end
             self._wfd = os.open(path, os.O_RDWR)
             os.lseek(self._wfd, end, os.SEEK_SET)
@@ -568,15 +573,16 @@ class WriteAheadLog(_LogView):
         finally:
             os.close(fd)
 
-    def _recover_segment(self, seq: int, path: Path, last: bool) -> tuple[int, int]:
+    def _recover_segment(self, seq: int, path: Path, last: bool) -> tuple[int, int, int]:
         """Index one segment's records; cut a torn tail if it is the last.
-        Returns its end and how many valid records it holds."""
+        Returns its end, how many valid records it holds, and its format version."""
         report = self.recovery_report
         count = 0
         data = path.read_bytes()
         problem = records.segment_header_problem(data)
         if problem:
             raise WalCorruptError(path, 0, problem)
+        version = records.segment_version(data)
 
         def on_record(offset: int, kind: int, payload: memoryview) -> None:
             nonlocal count
@@ -589,7 +595,7 @@ class WriteAheadLog(_LogView):
 
         end, problem = records.scan(data, records.SEGMENT_HEADER.size, on_record)
         if problem is None:
-            return end, count
+            return end, count, version
         if not last:
             raise WalCorruptError(path, end, f"{problem} (in a segment that a newer one follows)")
         if not records.is_torn_tail(data, end):
@@ -598,7 +604,7 @@ class WriteAheadLog(_LogView):
         report.torn_segment, report.torn_offset = path.name, end
         report.torn_bytes, report.torn_problem = len(data) - end, problem
         log.warning("%s: cut a torn tail of %d bytes at offset %d: %s", path, len(data) - end, end, problem)
-        return end, count
+        return end, count, version
 
     def _fd(self, seq: int) -> int:
         if seq == self._seq:

@@ -80,3 +80,30 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+# --- failures that involve messages read as a protocol trace ------------------------
+
+
+def _described(value: object) -> list[str] | None:
+    """describe() lines for a registered message or a list/tuple of them, else None."""
+    from sandzmq.protocol import REGISTRY, describe
+
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items or not all(REGISTRY.by_cls(type(item)) is not None for item in items):
+        return None
+    return [describe(item) for item in items]
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    """`assert a == b` on messages (or lists of them) shows both sides as
+    protocol trace lines (sandzmq.protocol.describe) instead of reprs."""
+    if op != "==":
+        return None
+    lines_left, lines_right = _described(left), _described(right)
+    if lines_left is None and lines_right is None:
+        return None
+    out = ["messages differ:", "left:"]
+    out += [f"  {line}" for line in lines_left or [repr(left)]]
+    out += ["right:"] + [f"  {line}" for line in lines_right or [repr(right)]]
+    return out

@@ -41,24 +41,14 @@ import zmq
 
 from cluster import Cluster, HarnessError, free_ports, wait_for
 
+from sandzmq.protocol import CLIENT_REQUESTS, REGISTRY
+from sandzmq.raft.messages import MESSAGE_TYPES
 from sandzmq.transport import Envelope, PeerLink
 
-#: The Raft peer messages, by wire tag (transport/codec.py: position in raft.messages.MESSAGE_TYPES).
-PEER_TYPES: dict[int, str] = {
-    0: "RequestVote",
-    1: "RequestVoteResponse",
-    2: "AppendEntries",
-    3: "AppendEntriesResponse",
-    4: "Heartbeat",
-    5: "HeartbeatResponse",
-}
-#: The messages a client sends to a node's client port (actors/protocol.py).
-CLIENT_TYPES: dict[str, str] = {
-    "c.submit": "ClientSubmit",
-    "c.query": "ClientQuery",
-    "c.status": "StatusRequest",
-    "c.hello": "ClusterHello",
-}
+#: The Raft peer messages, by wire tag (sandzmq.protocol declares them).
+PEER_TYPES: dict[str, str] = {REGISTRY.by_cls(cls).tag: cls.__name__ for cls in MESSAGE_TYPES}
+#: The messages a client sends to a node's client port.
+CLIENT_TYPES: dict[str, str] = {REGISTRY.by_cls(cls).tag: cls.__name__ for cls in CLIENT_REQUESTS}
 
 _POLL_MS = 50  # how often the proxy thread looks at its stop flag when idle
 

@@ -37,6 +37,22 @@ import msgpack
 
 from frame_capture import CLIENT_TYPES, PEER_TYPES, Capture
 
+from sandzmq.protocol import (
+    REGISTRY,
+    ApplyBatch,
+    ApplyResults,
+    ApplyState,
+    ClientReply,
+    ClusterHelloReply,
+    LocalQuery,
+    LocalQueryResult,
+    LogDurable,
+    LogState,
+    LogSync,
+    LogWrite,
+    StatusReply,
+)
+
 #: The integers of issue 8: past uint64, past int64, negative, large but
 #: encodable, the bound the issue suggests (2**62), and zero.
 EXTREME_INTS: tuple[int, ...] = (2**64 - 1, 2**63, -1, 10**12, 2**62, 0)
@@ -47,21 +63,12 @@ EXTREME_INTS: tuple[int, ...] = (2**64 - 1, 2**63, -1, 10**12, 2**62, 0)
 PEER_IDENTITIES: tuple[bytes, ...] = (b"n1", b"n2", b"n3")
 INTERNAL_IDENTITIES: tuple[bytes, ...] = (b"log", b"apply", b"raft")
 
-#: Tags of the node's internal messages and of replies (actors/protocol.py),
+#: Tags of the node's internal messages and of replies (sandzmq.protocol),
 #: none of which a node may accept on its raft or client port.
 INTERNAL_TYPES: dict[str, str] = {
-    "l.write": "LogWrite",
-    "l.durable": "LogDurable",
-    "l.sync": "LogSync",
-    "l.state": "LogState",
-    "a.batch": "ApplyBatch",
-    "a.results": "ApplyResults",
-    "a.state": "ApplyState",
-    "a.query": "LocalQuery",
-    "a.query_result": "LocalQueryResult",
-    "c.reply": "ClientReply",
-    "c.status_reply": "StatusReply",
-    "c.hello_reply": "ClusterHelloReply",
+    REGISTRY.by_cls(cls).tag: cls.__name__
+    for cls in (LogWrite, LogDurable, LogSync, LogState, ApplyBatch, ApplyResults, ApplyState, LocalQuery,
+                LocalQueryResult, ClientReply, StatusReply, ClusterHelloReply)
 }
 ALL_TAGS: tuple[Any, ...] = (*PEER_TYPES, *CLIENT_TYPES, *INTERNAL_TYPES)
 _NAMES: dict[Any, str] = {**PEER_TYPES, **CLIENT_TYPES, **INTERNAL_TYPES}
@@ -160,7 +167,7 @@ def _is_leaf(v: Any) -> bool:
 
 def forged_frames(version: int, cluster: str, term: int, last_index: int) -> list[Seed]:
     """Well-formed internal messages and replies, with the wire layouts of
-    actors/protocol.py; `term` and `last_index` aim some of them at the live
+    sandzmq.protocol; `term` and `last_index` aim some of them at the live
     cluster (a false OK for the entries just above the leader's last index,
     a durability acknowledgement far ahead, an apply actor "restarted" at 0)."""
     # Clamped: a cluster already broken by a term of 2**64-1 must not break the fuzzer too.
@@ -213,13 +220,14 @@ def corpus_extent(seeds: Sequence[Seed]) -> Hint:
     term = index = 0
     for s in seeds:
         body = s.frame[3]
-        if s.forged or type(s.frame[2]) is not int or type(body) is not list or len(body) < 3:
+        name = PEER_TYPES.get(s.frame[2]) if type(s.frame[2]) is str else None
+        if s.forged or name is None or type(body) is not list or len(body) < 3:
             continue
         if _is_int(body[2]):
             term = max(term, body[2])
-        if s.frame[2] == 2 and len(body) == 9 and _is_int(body[3]) and type(body[8]) is list:
-            index = max(index, body[3] + len(body[8]))  # AppendEntries: prev_index + entries
-        elif s.frame[2] == 3 and len(body) == 7 and _is_int(body[4]):
+        if name == "AppendEntries" and len(body) == 9 and _is_int(body[3]) and type(body[7]) is list:
+            index = max(index, body[3] + len(body[7]))  # AppendEntries: prev_index + entries (datas)
+        elif name == "AppendEntriesResponse" and len(body) == 7 and _is_int(body[4]):
             index = max(index, body[4])  # AppendEntriesResponse: index
     return Hint(term, index)
 

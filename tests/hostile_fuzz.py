@@ -7,7 +7,7 @@ What a run does (run_scenario):
 
 1. starts a 3-node cluster whose peer traffic goes through a recording proxy
    (tests/frame_capture.py) and captures, while a Writer writes, at least one
-   real frame of every peer message type (tags 0..5) and every client message
+   real frame of every peer message type (the Raft core's six) and every client message
    type (ClientSubmit, ClientQuery, StatusRequest, ClusterHello);
 2. moves the cluster to a later term than any captured frame (SIGSTOP of the
    leader until another is elected), so that a replayed frame is stale unless

@@ -8,6 +8,14 @@ either at once (`auto_persist`, the default) or only when the test calls
 builds a new RaftCore from the disk alone (applied=0, so the state machine is
 replayed).
 
+Everything that happens is written to `trace`, one line per event, as a
+protocol trace (sandzmq.protocol.describe): each message as it is sent
+("n1->n2 AppendEntries t1 prev=(1,t1) entries=2(t1) commit=1"), dropped or lost
+with a crashed node, each write a core asks for ("n1: raft->log LogWrite #3 ..."),
+each batch of entries handed to a state machine ("n2: apply 1..2(t1,1 noop)"),
+crashes, restarts and partitions. Failures of the harness's own checks end
+with the trace's tail; tests/golden/ holds whole traces of short scenarios.
+
 The cluster checks, after every step, the safety properties a test should never
 have to repeat:
 - at most one leader per term;
@@ -23,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 
+from sandzmq.protocol import LogWrite, describe
+from sandzmq.protocol.logdata import describe_entries
 from sandzmq.raft import (
     CoreConfig,
     Entry,
@@ -148,6 +158,7 @@ class Cluster:
         self.leaders: dict[int, str] = {}  # term -> the one leader it ever had
         self.committed: dict[int, Entry] = {}  # index -> the entry every node must apply there
         self.apply_history: list[tuple[str, Entry]] = []  # every (node, entry) applied, across lives
+        self.trace: list[str] = []  # what happened, one line each (see the module docstring)
         self._group = {n: 0 for n in self.ids}  # nodes in different groups cannot talk
         logs, hard_states = logs or {}, hard_states or {}
         for n in self.ids:
@@ -183,6 +194,12 @@ class Cluster:
         core = self.core(n)
         return core.log.entries(1, core.log.last_index + 1)
 
+    def trace_tail(self, n: int = 25) -> str:
+        """The last n lines of the trace, for a failure message."""
+        lines = self.trace[-n:]
+        skipped = len(self.trace) - len(lines)
+        return "\n".join(([f"... ({skipped} earlier lines)"] if skipped else []) + [f"  {line}" for line in lines])
+
     def status(self) -> str:
         rows = []
         for n in self.ids:
@@ -205,23 +222,29 @@ class Cluster:
         """Cut each of `nodes` off from every other node."""
         for n in nodes:
             self._group[n] = max(self._group.values()) + 1
+        self.trace.append(f"isolate {' '.join(nodes)}")
         self._drop_unreachable()
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Nodes talk only inside their group; nodes not named form one more group."""
+        groups = tuple(list(g) for g in groups)
         self._group = {n: 0 for n in self.ids}
         for i, group in enumerate(groups, start=1):
             for n in group:
                 self._group[n] = i
+        self.trace.append("partition " + " | ".join(" ".join(g) for g in groups))
         self._drop_unreachable()
 
     def heal(self) -> None:
         self._group = {n: 0 for n in self.ids}
+        self.trace.append("heal")
 
     def _reachable(self, m: Message) -> bool:
         return self.nodes[m.dst].alive and self.connected(m.src, m.dst)
 
     def _drop_unreachable(self) -> None:
+        lost = [m for m in self.queue if not self._reachable(m)]
+        self.trace += [f"lost: {describe(m)}" for m in lost]
         self.queue = [m for m in self.queue if self._reachable(m)]
 
     def deliver(self, match: MessageFilter | None = None) -> list[Message]:
@@ -241,6 +264,7 @@ class Cluster:
         """Lose every queued message that `match`es (all by default)."""
         dropped = [m for m in self.queue if match is None or match(m)]
         self.queue = [m for m in self.queue if not (match is None or match(m))]
+        self.trace += [f"drop: {describe(m)}" for m in dropped]
         return dropped
 
     def deliver_all(self, drop: MessageFilter | None = None, max_rounds: int = 500) -> None:
@@ -251,7 +275,7 @@ class Cluster:
             if not self.queue:
                 return
             self.deliver()
-        raise AssertionError(f"the network never went quiet\n{self.status()}")
+        raise AssertionError(f"the network never went quiet\n{self.status()}\n{self.trace_tail()}")
 
     # ------------------------------------------------------------ time
 
@@ -292,7 +316,7 @@ class Cluster:
                 self.deliver()
             if self.core(node).role is Role.LEADER:
                 return
-        raise ElectionFailed(f"{node} did not win an election\n{self.status()}")
+        raise ElectionFailed(f"{node} did not win an election\n{self.status()}\n{self.trace_tail()}")
 
     # ------------------------------------------------------------ proposals and disks
 
@@ -320,12 +344,15 @@ class Cluster:
         n = self.nodes[node]
         n.core = None
         n.unpersisted.clear()
+        self.trace.append(f"crash {node}")
+        self.trace += [f"lost: {describe(m)}" for m in self.queue if node in (m.src, m.dst)]
         self.queue = [m for m in self.queue if node not in (m.src, m.dst)]
 
     def restart(self, node: str) -> None:
         """A new RaftCore from the node's disk alone, state machine empty (applied=0)."""
         n = self.nodes[node]
         assert not n.alive, f"{node} is running"
+        self.trace.append(f"restart {node}")
         self._boot(n)
         self._collect(node)
 
@@ -355,18 +382,25 @@ class Cluster:
         for _ in range(100):
             rd = n.core.ready()
             for m in rd.messages:
-                assert m.src == node and m.dst != node, m
+                assert m.src == node and m.dst != node, f"{node} emitted {describe(m)}"
                 self.sent.append(m)
                 if self._reachable(m):
                     self.queue.append(m)
+                    self.trace.append(describe(m))
+                else:
+                    self.trace.append(f"lost: {describe(m)}")
             if rd.write:
                 n.unpersisted.append(rd.write)
+                w = rd.write
+                self.trace.append(f"{node}: {describe(LogWrite(w.write_id, w.entries, w.hard_state, w.must_sync))}")
+            if rd.committed:
+                self.trace.append(f"{node}: apply {describe_entries(rd.committed)}")
             for e in rd.committed:
                 self._apply(n, e)
             core = n.core
             if core.role is Role.LEADER:
                 first = self.leaders.setdefault(core.term, node)
-                assert first == node, f"two leaders in term {core.term}: {first} and {node}"
+                assert first == node, f"two leaders in term {core.term}: {first} and {node}\n{self.trace_tail()}"
             if n.auto_persist and n.unpersisted:
                 self._flush(n)
             elif not rd:
@@ -375,11 +409,12 @@ class Cluster:
 
     def _apply(self, n: Node, e: Entry) -> None:
         last = n.applied[-1].index if n.applied else 0
-        assert e.index == last + 1, f"{n.id} was handed entry {e.index} after {last}"
-        assert n.disk.term(e.index) == e.term, f"{n.id} was handed entry {e.index} before it was on its disk"
+        assert e.index == last + 1, f"{n.id} was handed entry {e.index} after {last}\n{self.trace_tail()}"
+        assert n.disk.term(e.index) == e.term, (
+            f"{n.id} was handed entry {e.index} before it was on its disk\n{self.trace_tail()}")
         known = self.committed.setdefault(e.index, e)
         assert (known.term, known.data) == (e.term, e.data), (
-            f"{n.id} applied {e} at index {e.index} where {known} was applied"
+            f"{n.id} applied {e} at index {e.index} where {known} was applied\n{self.trace_tail()}"
         )
         n.applied.append(e)
         self.apply_history.append((n.id, e))

@@ -18,7 +18,9 @@ Then the faults stop (partitions heal, crashed nodes restart, links deliver in
 order without loss, as ZeroMQ over TCP does) and liveness is checked: a leader is elected and every command proposed after
 the faults stopped is applied on every node.
 
-Everything is driven by one seed, so any failure replays exactly:
+Everything is driven by one seed, so any failure replays exactly, and
+--verbose prints it as a protocol trace (sandzmq.protocol.describe: every
+message delivered, dropped or lost, every write a core asks for):
 
     python tests/simulation.py --seed 1234 --verbose
     python tests/simulation.py --seeds 0:20000          # a soak
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
+from sandzmq.protocol import LogWrite, describe
 from sandzmq.raft import (
     CoreConfig,
     Entry,
@@ -263,6 +266,8 @@ class Simulation:
         f = self.faults
         if self.faulty and self.rng.random() < f.drop:
             self.stats["dropped"] += 1
+            if self.verbose:
+                self.log(f"drop: {describe(m)}")
             return
         if not self.faulty:
             # Once the faults stop the network behaves like ZeroMQ over TCP:
@@ -287,6 +292,9 @@ class Simulation:
             for m in ready.messages:
                 self._send(m)
             if ready.write is not None:
+                if self.verbose:
+                    w = ready.write
+                    self.log(f"{node.id}: {describe(LogWrite(w.write_id, w.entries, w.hard_state, w.must_sync))}")
                 self._check_written(node, ready.write.entries)
                 # Group commit: a write is durable after the disk's latency, and
                 # never before the writes issued ahead of it.
@@ -317,7 +325,11 @@ class Simulation:
             (m,) = payload
             node = self.nodes[m.dst]
             if node.core is None or not self._connected(m.src, m.dst):
+                if self.verbose:
+                    self.log(f"lost: {describe(m)}")
                 return
+            if self.verbose:
+                self.log(describe(m))
             node.core.step(m)
             self._process_ready(node)
         elif kind == "tick":

@@ -9,19 +9,21 @@ import msgpack
 from frame_capture import Capture, CapturedFrame
 from frame_mutations import MUTATIONS, Hint, Mutator, captured_seeds, corpus_extent
 
+from sandzmq.transport import PROTOCOL_VERSION
+
 
 def _frame(tag, body):
-    return msgpack.packb([1, "itest", tag, body])
+    return msgpack.packb([PROTOCOL_VERSION, "itest", tag, body])
 
 
 CORPUS = Capture(
     [
-        CapturedFrame("raft", "n2", b"n1", _frame(0, ["n1", "n2", 3, 10, 2, True])),
-        CapturedFrame("raft", "n1", b"n2", _frame(1, ["n2", "n1", 3, True, True])),
-        CapturedFrame("raft", "n2", b"n1", _frame(2, ["n1", "n2", 3, 10, 2, 9, 3, 0, [b"\x95\x00\xc4\x01c\x01\x00\xc4\x01x"]])),
-        CapturedFrame("raft", "n1", b"n2", _frame(3, ["n2", "n1", 3, True, 11, 0, 0])),
-        CapturedFrame("raft", "n2", b"n1", _frame(4, ["n1", "n2", 3, 9, 0])),
-        CapturedFrame("raft", "n1", b"n2", _frame(5, ["n2", "n1", 3, 0])),
+        CapturedFrame("raft", "n2", b"n1", _frame("p.vote", ["n1", "n2", 3, 10, 2, True])),
+        CapturedFrame("raft", "n1", b"n2", _frame("p.vote_reply", ["n2", "n1", 3, True, True])),
+        CapturedFrame("raft", "n2", b"n1", _frame("p.append", ["n1", "n2", 3, 10, 2, 3, 0, [b"\x95\x00\xc4\x01c\x01\x00\xc4\x01x"], 9])),
+        CapturedFrame("raft", "n1", b"n2", _frame("p.append_reply", ["n2", "n1", 3, True, 11, 0, 0])),
+        CapturedFrame("raft", "n2", b"n1", _frame("p.beat", ["n1", "n2", 3, 9, 0])),
+        CapturedFrame("raft", "n1", b"n2", _frame("p.beat_reply", ["n2", "n1", 3, 0])),
         CapturedFrame("client", "n1", b"\x00k", _frame("c.submit", [1, [b"payload"]])),
         CapturedFrame("client", "n1", b"\x00k", _frame("c.query", [2, "local", b"count"])),
         CapturedFrame("client", "n1", b"\x00k", _frame("c.status", [3])),

@@ -167,9 +167,10 @@ def _hostile_frames(node: str, term: int) -> list[tuple[str, list[bytes]]]:
         ("empty", [b""]),
         ("multi-frame garbage", [b"\xff" * 10, b"\x00" * 10, os.urandom(50)]),
         ("a msgpack string", [msgpack.packb("hello")]),
-        ("other protocol version", [msgpack.packb([PROTOCOL_VERSION + 1, cluster, 4, [node, node, term, 0, 0]])]),
+        ("other protocol version", [msgpack.packb([PROTOCOL_VERSION + 1, cluster, "p.beat", [node, node, term, 0, 0]])]),
         ("unknown tag", [msgpack.packb([PROTOCOL_VERSION, cluster, "no.such.tag", []])]),
-        ("right tag, malformed body", [msgpack.packb([PROTOCOL_VERSION, cluster, 4, ["x"]])]),
+        ("right tag, malformed body", [msgpack.packb([PROTOCOL_VERSION, cluster, "p.beat", ["x"]])]),
+        ("an old int tag", [msgpack.packb([PROTOCOL_VERSION, cluster, 4, [node, node, term, 0, 0]])]),
         # Another cluster's messages with a huge term: honoured, they would depose the leader.
         ("other cluster's Heartbeat", [other.encode(Heartbeat(src="intruder", dst=node, term=term + 1000, commit=0))]),
         # Client.connect's discovery handshake ("c.hello") is taken from any cluster

@@ -12,6 +12,8 @@ import pytest
 import zmq
 from cluster import Writer, wait_for
 
+from sandzmq.transport import PROTOCOL_VERSION
+
 pytestmark = pytest.mark.integration
 
 NODES = ["n1", "n2", "n3"]
@@ -48,7 +50,7 @@ def test_a_heartbeat_with_term_2_64_minus_1_is_refused_and_the_cluster_lives_on(
     dropped_before = sum(c.status(n)["dropped"] for n in NODES)
     for n in NODES:
         other = next(p for p in NODES if p != n)
-        frame = msgpack.packb([1, c.name, 4, [other, n, 2**64 - 1, 0, 0]])
+        frame = msgpack.packb([PROTOCOL_VERSION, c.name, "p.beat", [other, n, 2**64 - 1, 0, 0]])
         send_raw(c.raft_addresses[n], frame)  # an outsider
         send_raw(c.raft_addresses[n], frame, identity=other.encode())  # posing as the peer it names
     wait_for(lambda: sum(c.status(n)["dropped"] for n in NODES) >= dropped_before + 6, 10, "the frames counted as dropped")

@@ -320,7 +320,7 @@ def test_wrong_version_and_unknown_type_are_dropped(net: Net) -> None:
     env = Envelope("dev")
     inbox = net.inbox(env)
     link = net.link(inbox.address, env, "n2")
-    link.send_frame(msgpack.packb([PROTOCOL_VERSION + 1, "dev", 4, ["n2", "n1", 1, 0, 0]]))
+    link.send_frame(msgpack.packb([PROTOCOL_VERSION + 1, "dev", "p.beat", ["n2", "n1", 1, 0, 0]]))
     link.send_frame(msgpack.packb([PROTOCOL_VERSION, "dev", 77, []]))
     link.send_frame(msgpack.packb([PROTOCOL_VERSION, "dev", "client.nope", []]))
     good_after(inbox, link, 1)

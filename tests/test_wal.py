@@ -373,6 +373,60 @@ def test_bad_segment_header_is_corruption(tmp_path: Path) -> None:
         WriteAheadLog.open(tmp_path)
 
 
+# -- format 1 (entries as rows), still readable -----------------------------------
+
+def format1_segment(path: Path, hard_state: HardState, *batches: list[Entry]) -> None:
+    """A segment as format 1 wrote it: version 1 header, ENTRY_ROWS records."""
+    import msgpack
+
+    data = records.SEGMENT_HEADER.pack(records.MAGIC, 1)
+    data += records.frame(records.HARD_STATE, msgpack.packb((hard_state.term, hard_state.vote, hard_state.commit)))
+    for entries in batches:
+        data += records.frame(records.ENTRY_ROWS, msgpack.packb([(e.index, e.term, int(e.kind), e.data) for e in entries]))
+    path.write_bytes(data)
+
+
+def test_a_format_1_log_is_read_as_it_was_and_appended_to_in_a_format_2_segment(tmp_path: Path) -> None:
+    tmp_path.chmod(0o700)
+    hs = HardState(3, "n2", 4)
+    mixed = [Entry(5, 2, b"noop", EntryKind.NOOP), Entry(6, 3, b"x")]
+    format1_segment(tmp_path / "0000000000000001-0000000000000001.wal", hs, batch(1, 6, term=2), mixed)
+    expected = batch(1, 4, term=2) + mixed
+    with WalReader(tmp_path) as reader:
+        assert reader.entries(1, 7) == expected and reader.hard_state == hs
+    with WriteAheadLog.open(tmp_path) as wal:
+        assert wal.entries(1, 7) == expected and wal.hard_state == hs
+        assert [wal.term_at(i) for i in range(8)] == [0, 2, 2, 2, 2, 2, 3, None]
+        assert wal.recovery_report.started_segment == "0000000000000002-0000000000000007.wal"
+        wal.append(batch(7, 9, term=3), HardState(3, "n2", 8))
+    files = segments(tmp_path)
+    assert [records.segment_version(f.read_bytes()) for f in files] == [1, 2]
+    with WriteAheadLog.open(tmp_path) as wal:
+        assert wal.entries(1, 10) == expected + batch(7, 9, term=3) and wal.hard_state == HardState(3, "n2", 8)
+
+
+def test_a_fresh_format_1_segment_is_not_appended_to(tmp_path: Path) -> None:
+    """A segment holding only its creation's hard state is appended to on
+    open, unless it is of an older format: a format 1 build must never find
+    a record type it does not know in a segment it can read."""
+    tmp_path.chmod(0o700)
+    format1_segment(tmp_path / "0000000000000001-0000000000000001.wal", HardState(1, None, 0))
+    with WriteAheadLog.open(tmp_path) as wal:
+        assert wal.recovery_report.started_segment is not None
+        wal.append(batch(1, 2))
+    assert [records.segment_version(f.read_bytes()) for f in segments(tmp_path)] == [1, 2]
+
+
+def test_an_unknown_format_version_refuses_to_start(tmp_path: Path) -> None:
+    filled(tmp_path, batches=2)
+    (seg,) = segments(tmp_path)
+    with open(seg, "r+b") as f:
+        f.seek(8)
+        f.write(struct.pack("<I", records.VERSION + 1))
+    with pytest.raises(WalCorruptError, match=f"unsupported segment format version {records.VERSION + 1}"):
+        WriteAheadLog.open(tmp_path)
+
+
 def test_unfinished_rotation_leaves_no_trace(tmp_path: Path) -> None:
     filled(tmp_path, batches=2)
     (tmp_path / "0000000000000002-000000000000000b.wal.tmp").write_bytes(b"SZMQ")
@@ -475,7 +529,7 @@ def test_reader_follows_a_writer_that_appends_supersedes_and_rotates(tmp_path: P
     reader = WalReader(tmp_path / "wal")
     assert reader.last_index == 0  # no directory yet: an empty log
     model: list[Entry] = []
-    with WriteAheadLog.open(tmp_path / "wal", segment_bytes=600) as wal:
+    with WriteAheadLog.open(tmp_path / "wal", segment_bytes=450) as wal:
         assert reader.last_index == 0 and reader.term_at(0) == 0
         for b in range(12):
             entries = batch(len(model) + 1, len(model) + 6, term=max(wal.last_term, 1 + b // 4))

@@ -1,14 +1,16 @@
 """sandzmq.transport: everything that touches ZeroMQ and the wire.
 
-The only package that imports zmq. Layers, each usable on its own:
+The only package that imports zmq. What travels is sandzmq.protocol's (every
+message, its tag and its body codec); this package frames and moves it.
+Layers, each usable on its own:
 
-- codec:     Raft peer messages <-> compact msgpack-able bodies (no zmq)
-- envelope:  [version, cluster, tag, body] frames, type registry, drop counting (no zmq)
+- envelope:  [version, cluster, tag, body] frames, drop counting (no zmq)
 - counters:  DropCounters (inbound refusals) and SendDrops (outbound losses)
 - endpoints: ipc:// naming that fits a Unix socket path
 - sockets:   Inbox (ROUTER), PeerLink (DEALER), Peers, drain, Poller, context
 """
-from .codec import DecodeError
+from sandzmq.protocol.checks import DecodeError
+
 from .counters import DropCounters, SendDrops
 from .endpoints import ipc_endpoint
 from .envelope import (
