@@ -32,7 +32,6 @@ class ApplyFeed:
         self.incarnation = 0  # of the apply actor last heard from; 0 before it spoke
         self.generation = 1  # of the batches handed out since the last rewind
         self.applied_index = 0  # as last reported by the apply actor
-        self.pid: int | None = None
         self.heard_at = float("inf")  # set when the node starts (never silent before)
 
     @property
@@ -51,7 +50,6 @@ class ApplyFeed:
         """Take an ApplyState; whether the core must hand out again from its
         applied index (a new incarnation, or a refusal of the current
         generation). The caller calls rewind() if it does."""
-        self.pid = state.pid
         self.heard_at = now
         restarted = state.incarnation != self.incarnation
         self.incarnation = state.incarnation
