@@ -4,10 +4,11 @@ Everything the node decides lives in the node core (node/core.py), which
 knows no I/O; this actor owns what it cannot: the sockets, the clock and
 the process. One loop turn (SocketActor's pump) hands every message waiting
 on the sockets to the core, with the time where time matters, ticks it when
-a tick is due, then calls its flush() and sends what the Output says: the
-Raft core's messages and PeerHellos to the peers, writes and requests to
-the log-store, committed entries and local reads to the apply actor, and
-one batched reply per client. An Output that refuses the node (its identity
+a tick is due, then calls its flush() until it has nothing more, sending
+what each Output says before the next call: the Raft core's messages and
+PeerHellos to the peers, writes and requests to the log-store, committed
+entries and local reads to the apply actor, and one batched reply per
+client. An Output that refuses the node (its identity
 handshake found it lost its data) makes the process exit with status 3.
 
 Each socket takes its own message set (SPEC 3 trust boundaries,
@@ -157,8 +158,8 @@ class RaftActor(SocketActor):
     # ------------------------------------------------------------------ outputs
 
     def flush(self) -> None:
-        out = self.core.flush(time.monotonic())
-        if out is not None:
+        core = self.core
+        while (out := core.flush(time.monotonic())) is not None:
             self._send(out)
 
     def _send(self, out: Output) -> None:

@@ -14,11 +14,12 @@ standard logging module. So it is tested like the Raft core: with a fake
 clock and no sockets (tests/test_node_core.py).
 
 One loop turn: every message waiting on the sockets is handed in; flush()
-proposes all client commands of the turn as ONE batch, then takes the Raft
-core's Readies until it is idle: AppendEntries for the followers and the
-same entries as a write for the local log-store at once (the leader's disk
-write runs in parallel with replication, dissertation 10.2.1), committed
-entries for the apply actor, and the turn's answers to clients.
+proposes all client commands of the turn as ONE batch, and it and the
+following flush() calls take the Raft core's Readies one at a time until it
+is idle: AppendEntries for the followers and the same entries as a write
+for the local log-store at once (the leader's disk write runs in parallel
+with replication, dissertation 10.2.1), committed entries for the apply
+actor, and the turn's answers to clients.
 
 What it keeps, each in its own module:
 - start-up and the identity handshake (node/startup.py, node/bootstrap.py):
@@ -167,15 +168,20 @@ class NodeCore:
             raft.log.trim(settled - MEMORY_TAIL_ENTRIES)  # bounded memory; the cold reader serves laggards
 
     def flush(self, now: float) -> Output | None:
-        """After a batch of inputs: propose the turn's commands, take every
-        Ready, and hand over what to do (None when there is nothing)."""
+        """After a batch of inputs: what to do now, or None when there is
+        nothing. Call it again until it returns None, carrying out each
+        Output before the next call: each call proposes the turn's commands
+        (if any) and takes at most one of the Raft core's Readies, so the
+        messages of one Ready (heartbeats, say) leave before the next Ready
+        is built (a long hand-off of committed entries, read back from the
+        write-ahead log in a replay, must not hold them up)."""
         raft = self.raft
         out = self._out
         if raft is not None:
             clients = self.clients
             if clients.queued:
                 clients.propose(raft, out)
-            while raft.has_ready():
+            if raft.has_ready():
                 self._carry_out(raft.ready(), now, out)
         if not out:
             return None

@@ -652,6 +652,27 @@ def test_stats_count_appends_and_entries_at_each_hop() -> None:
     assert node.status()["stats"]["apply_entries"] - before["apply_entries"] == 2
 
 
+def test_each_flush_hands_over_one_ready_so_heartbeats_do_not_wait_for_a_replay() -> None:
+    """A replay hands out the committed log in many Readies: the heartbeats of
+    the first must leave before the others are built (they read the WAL)."""
+    node = three().lead_three()
+    node.deliver(ClientSubmit(1, [b"x"] * 9000), A)
+    for _ in range(20):  # (the followers' windows take 2,048 entries at a time)
+        node.answer_peers()
+    assert node.apply.applied == node.raft.commit == 9001
+    now = node.clock.now
+    node.core.apply_state(ApplyState(4343, 0, 8, 0), now)  # a restarted apply actor: hand out all 9001 again
+    for _ in range(node.raft.config.heartbeat_ticks):
+        node.core.tick(now)
+    first = node.core.flush(now)
+    assert first is not None and messages_of(first.peers, Heartbeat) and len(first.apply) == 1
+    rest = []
+    while (out := node.core.flush(now)) is not None:
+        assert not out.peers
+        rest += out.apply
+    assert sum(len(b.entries) for b in [*first.apply, *rest]) == 9001 and len(rest) >= 2
+
+
 def test_a_flush_with_nothing_to_do_returns_none() -> None:
     node = Node().lead_alone()
     assert node.core.flush(node.clock.now) is None
