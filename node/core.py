@@ -125,7 +125,9 @@ class NodeCore:
         self.writes = LogWrites(randbits(48) | 1, self.stats)
         self.apply = ApplyFeed()
         self.clients = ClientRequests({n.id: n.client for n in config.nodes}, config.raft.max_batch_bytes)
-        self.startup = Startup(node_id, [v for v in self.voters if v != node_id], config.node(node_id).join, randbits)
+        peers = [v for v in self.voters if v != node_id]
+        self._peers = frozenset(peers)  # the only sources a peer message may claim
+        self.startup = Startup(node_id, peers, config.node(node_id).join, randbits)
         self.pids: dict[str, int | None] = {"raft": pid, "log": None, "apply": None}
         self.foreign_messages = 0  # peer messages not addressed to this node, from a non-member, or unexpected
         self.failed_messages = 0  # inputs whose handling raised (the actor reports them)
@@ -210,7 +212,7 @@ class NodeCore:
         """Whether `m` claims to come from a voter of the config file, for this
         node. (A claim: without authentication any sender can make it, and
         CURVE is what will bind a peer's key to its node id.)"""
-        if m.dst != self.node_id or m.src not in self.startup.peers:
+        if m.dst != self.node_id or m.src not in self._peers:
             self.foreign_messages += 1
             return False
         return True
