@@ -37,7 +37,7 @@ from typing import Any, Self
 from sandzmq.config import MIN_CLIENT_FRAME_BYTES, ClusterConfig, load_config
 from sandzmq.errors import ClusterUnavailable, ReplicationTimeout
 from sandzmq.protocol import CLIENT_ANSWERS, HELLO_REPLY_TAG, ClusterHello, ClusterHelloReply
-from sandzmq.replicator.futures import LightFuture
+from sandzmq.replicator.futures import new_future
 from sandzmq.replicator.requests import Kind, Request
 from sandzmq.replicator.retry import RetryPolicy
 from sandzmq.replicator.session import ClientSession
@@ -189,7 +189,7 @@ class Client:
             raise TypeError(f"command must be bytes, got {type(command).__name__}")
         if len(command) > self._max_command:
             raise ValueError(f"command of {len(command)} bytes is above the limit of {self._max_command}")
-        return self._submit(Request(Kind.COMMAND, command, _timeout(timeout), time.monotonic(), LightFuture()))
+        return self._submit(Request(Kind.COMMAND, command, _timeout(timeout), time.monotonic(), new_future()))
 
     def query(
         self,
@@ -211,7 +211,7 @@ class Client:
             fixed = self._address_of(node)
         elif consistency == "local":
             fixed = self._home
-        request = Request(Kind.QUERY, query, _timeout(timeout), time.monotonic(), LightFuture(), consistency, fixed)
+        request = Request(Kind.QUERY, query, _timeout(timeout), time.monotonic(), new_future(), consistency, fixed)
         return self._wait(self._submit(request), timeout)
 
     def status(self, timeout: float = 1.0, node: str | None = None) -> dict[str, Any]:
@@ -219,7 +219,7 @@ class Client:
         `node`, else of the connected node (connect mode) or the believed
         leader. ClusterUnavailable if it does not answer within `timeout`."""
         fixed = self._address_of(node) if node is not None else self._home
-        request = Request(Kind.STATUS, b"", _timeout(timeout), time.monotonic(), LightFuture(), fixed=fixed)
+        request = Request(Kind.STATUS, b"", _timeout(timeout), time.monotonic(), new_future(), fixed=fixed)
         return self._wait(self._submit(request), timeout)
 
     def close(self) -> None:
@@ -270,8 +270,8 @@ class Client:
 
     def _submit(self, request: Request) -> Future[Any]:
         """Hand `request` to the I/O thread; its `caller` is the future to
-        return (born RUNNING: a request may be on the wire any moment, so it
-        cannot be cancelled)."""
+        return (born RUNNING, see futures.py: a request may be on the wire
+        any moment, so it cannot be cancelled)."""
         future: Future[Any] = request.caller
         if threading.get_ident() == self._io_ident and not (self._closing or self._closed):
             # From the I/O thread itself (a done-callback issuing the next
