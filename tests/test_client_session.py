@@ -87,7 +87,7 @@ class Harness:
                 self.session.unreachable(send, f"cannot connect to {send.address!r}", self.now)
             else:
                 self.session.failed(send, "unencodable")
-        self._collect()
+        self.collect()
         return sends
 
     def at(self, t: float, outcome: Outcome = all_sent) -> list[Send]:
@@ -95,7 +95,7 @@ class Harness:
         assert t >= self.now
         self.now = t
         self.session.tick(t)
-        self._collect()
+        self.collect()
         return self.flush(outcome)
 
     def wait(self, dt: float, outcome: Outcome = all_sent) -> list[Send]:
@@ -109,7 +109,7 @@ class Harness:
 
     def receive(self, node: str, message: object) -> None:
         self.session.receive(node, message, self.now)
-        self._collect()
+        self.collect()
 
     def run_out(self, outcome: Outcome = all_sent, limit: int = 10_000) -> None:
         """Nobody answers: follow the session's own deadlines until every call is resolved."""
@@ -123,7 +123,8 @@ class Harness:
             self.at(max(self.now, deadline), outcome)
         raise AssertionError("calls still live")
 
-    def _collect(self) -> None:
+    def collect(self) -> None:
+        """Take what the session resolved, and audit its placement rule."""
         for request in self.session.take_resolved():
             self.resolved.append(request)
             self.resolved_at[id(request)] = self.now
@@ -589,7 +590,7 @@ def test_close_fails_what_may_have_been_proposed_as_a_timeout_and_the_rest_as_un
     query = h.call(b"q", kind=Kind.QUERY, consistency="linearizable")
     h.flush(all_refused)
     h.session.close()
-    h._collect()
+    h.collect()
     assert isinstance(sent.error, ReplicationTimeout)
     assert isinstance(unsent.error, ClusterUnavailable) and isinstance(query.error, ClusterUnavailable)
 
@@ -736,7 +737,7 @@ def _random_turn(h: Harness, model: Model, rng: random.Random, requests: list[Re
             target = max(h.now, deadline)  # a driver never sleeps past the session's deadline
         h.now = target
         h.session.tick(target)
-        h._collect()
+        h.collect()
         trace = f"time {target:.3f}"
     choices = ["sent", "sent", "sent", "refused", "failed"] if rng.random() < 0.5 else ["sent"]
     sends = h.flush(model.outcome(lambda: rng.choice(choices)))
@@ -768,7 +769,7 @@ def test_random_events_never_lose_a_request_and_every_call_resolves_by_its_deadl
     """Any interleaving of calls, answers (right, wrong, stale, malformed),
     refused and failed sends, bad hints and time: after every step each live
     request is in exactly one place that looks at it again by its deadline
-    (Harness._collect audits it), and each call resolves by its deadline
+    (Harness.collect audits it), and each call resolves by its deadline
     with an honest answer. The events come from a seeded generator (many
     more sequences per second than drawing each from hypothesis); a failure
     prints the trace. `slow_flush`: a refused send's retry is due at once,
