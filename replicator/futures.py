@@ -19,21 +19,63 @@ notifies it.
 LightFutures are born RUNNING (Client requests may be on the wire at once,
 so cancel() returns False), which saves the set_running_or_notify_cancel()
 call as well.
+
+Private internals. There is no public way to build a Future without its
+Condition, so this class relies on these internals of
+concurrent/futures/_base.py:
+
+- the state constants RUNNING, FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED
+  (imported from the private module);
+- the instance attributes Future.__init__ sets, which LightFuture sets
+  itself: _state, _result, _exception, _waiters, _done_callbacks, and
+  _condition (a property here, built on first use);
+- the readers of those attributes: the base class's own methods
+  (result/exception while not done, cancel, __repr__), and wait(),
+  as_completed() and their waiters (_AcquireFutures takes `_condition`;
+  _create_and_install_waiters appends to `_waiters`, which set_result and
+  set_exception must notify with add_result/add_exception);
+- the private method _invoke_callbacks, called after a resolution.
+
+They are pinned: `CHECKED_PYTHONS` is the range of Python versions whose
+_base.py this class was checked against (3.11, 3.12 and 3.13 ship the same
+file), and tests/test_client_future.py fails loudly when the running
+Python is outside it or when the source of any of those pieces differs from
+the one checked. Outside the range, or if the attribute layout of a plain
+Future is not the expected one, `new_future` makes plain (slower) running
+Futures instead, so a newer Python costs speed, never correctness.
 """
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, RUNNING, Future
-from typing import Any, Callable
+from typing import Any
 
 _DONE_STATES = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+
+#: Python versions (major, minor), inclusive, whose concurrent/futures/_base.py
+#: LightFuture was checked against: widen only after checking the next one.
+CHECKED_PYTHONS = ((3, 11), (3, 13))
+#: The first 16 hex digits of the sha256 of the source of Future, wait(),
+#: as_completed() and their helpers in the checked versions (the test computes it).
+CHECKED_SOURCE = "95f3f28b17ad7d18"
+#: What Future.__init__ sets, in the checked versions.
+FUTURE_ATTRIBUTES = frozenset(("_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"))
+
+
+def base_layout_matches() -> bool:
+    """A plain Future has exactly the attributes and methods LightFuture mirrors."""
+    return set(vars(Future())) == FUTURE_ATTRIBUTES and callable(getattr(Future, "_invoke_callbacks", None))
 
 
 class LightFuture(Future):  # type: ignore[type-arg]
     """A Future in the RUNNING state whose Condition is created on first wait."""
 
-    def __init__(self) -> None:  # no super().__init__(): that builds the Condition
+    def __init__(self) -> None:
+        # No super().__init__(): that builds the Condition. These are the
+        # base class's private attributes (checked: see the module docstring).
         self._lock = threading.Lock()
         self._cond: threading.Condition | None = None
         self._state = RUNNING
@@ -44,7 +86,8 @@ class LightFuture(Future):  # type: ignore[type-arg]
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
-        """The base class's Condition, made on demand around the future's lock."""
+        """The base class's Condition (a private attribute that its methods,
+        wait() and as_completed() take), made on demand around the future's lock."""
         cond = self._cond
         if cond is None:
             with self._lock:
@@ -113,10 +156,12 @@ class LightFuture(Future):  # type: ignore[type-arg]
         repr() takes it (the lock is not reentrant) and callbacks may call anything."""
         if not resolved:
             raise InvalidStateError(f"{self._state}: {self!r}")
-        self._invoke_callbacks()
+        self._invoke_callbacks()  # the base class's private method (checked: see the module docstring)
 
     def _wake_waiters(self, *, failed: bool) -> None:
-        """Called with _lock held, right after the state became FINISHED."""
+        """Called with _lock held, right after the state became FINISHED: what
+        the base class's set_result/set_exception do for the private waiters
+        of wait() and as_completed(), and for result() waiting on _condition."""
         for waiter in self._waiters:
             if failed:
                 waiter.add_exception(self)
@@ -124,3 +169,16 @@ class LightFuture(Future):  # type: ignore[type-arg]
                 waiter.add_result(self)
         if self._cond is not None:
             self._cond.notify_all()
+
+
+def _running_future() -> Future[Any]:
+    """A plain Future, RUNNING as a LightFuture is born: the fallback."""
+    future: Future[Any] = Future()
+    future.set_running_or_notify_cancel()
+    return future
+
+
+#: True where LightFuture's internals were checked (see the module docstring).
+LIGHT_FUTURES = CHECKED_PYTHONS[0] <= sys.version_info[:2] <= CHECKED_PYTHONS[1] and base_layout_matches()
+#: Makes the Client's futures: a LightFuture where that is safe, else a plain running Future.
+new_future: Callable[[], Future[Any]] = LightFuture if LIGHT_FUTURES else _running_future

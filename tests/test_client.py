@@ -20,6 +20,7 @@ import pytest
 
 from sandzmq import Client, ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
 from sandzmq.replicator.client import discover_cluster
+from sandzmq.replicator.retry import RetryPolicy
 from sandzmq.protocol import (
     ClientQuery,
     ClientReply,
@@ -417,7 +418,7 @@ def test_leader_change_keeps_the_seq_across_nodes(nodes, clients) -> None:
     n2 = nodes(echo_ok, "n2")
     n1 = nodes(scripted(LOST, NOT_LEADER, NOT_LEADER, NOT_LEADER, value=["n2", n2.address]), "n1")
     client = clients(n1.address, n2.address, follow=True)
-    client._rr = 0  # start at n1
+    client._session.leader.turn = 0  # start at n1
     assert client.replicate(b"move") == b"move"
     seqs = {p.seq for _, p in n1.submitted() + n2.submitted()}
     assert seqs == {1}
@@ -445,7 +446,7 @@ def test_busy_from_a_node_not_known_to_lead_moves_on(nodes, clients) -> None:
     # Connected first: links use ZMQ_IMMEDIATE, so a send before the TCP
     # handshake is refused and the command would go to n2 without asking n1.
     assert client.status(node="n1", timeout=5)["id"] == "n1"
-    client._rr = 0
+    client._session.leader.turn = 0
     assert client.replicate(b"x", timeout=2) == b"x"
     assert len(starting.submitted()) == 1
 
@@ -463,7 +464,7 @@ def test_no_hint_rotates_through_the_nodes(nodes, clients) -> None:
 def test_a_dead_node_is_skipped(nodes, clients) -> None:
     live = nodes(echo_ok, "n2")
     client = clients(unused_address(), live.address, follow=True)
-    client._rr = 0
+    client._session.leader.turn = 0
     assert client.replicate(b"x", timeout=3) == b"x"
 
 
@@ -471,7 +472,7 @@ def test_a_silent_leader_is_left_for_the_next_node(nodes, clients) -> None:
     stuck = nodes(silent, "n1")
     live = nodes(echo_ok, "n2")
     client = clients(stuck.address, live.address, follow=True, resend=0.1)
-    client._rr = 0
+    client._session.leader.turn = 0
     assert client.replicate(b"x", timeout=5) == b"x"
     assert {p.seq for _, p in stuck.submitted() + live.submitted()} == {1}
 
@@ -651,16 +652,15 @@ def test_concurrent_callers(nodes, clients) -> None:
     assert seqs == list(range(1, 801))
 
 
-def test_a_refused_send_due_again_at_once_is_retried_not_lost(clients, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Regression: a send refused for want of a connection is retried after
-    UNSENT_RETRY_S, measured from the flush's clock; a flush slower than that
-    (CPU load, while nodes start) found the retry already due, and the request,
-    still READY but out of the ready list, was never looked at again: the
-    call hung until the 10 s guard ("the client's I/O thread is stuck")."""
-    import sandzmq.replicator.client as client_module
-
-    monkeypatch.setattr(client_module, "UNSENT_RETRY_S", -1.0)  # every retry is already due: the slow flush, always
+def test_a_refused_send_due_again_at_once_is_retried_not_lost(clients) -> None:
+    """Regression, through real sockets (the rule itself is tested in
+    test_client_session.py): a send refused for want of a connection whose
+    retry is already due (a flush slower than the retry pause, under CPU
+    load while nodes start) must be sent again, not left in no list and
+    under no timer until the caller's 10 s guard ("the client's I/O thread
+    is stuck")."""
     client = clients(unused_address())
+    client._session.policy = RetryPolicy(unsent_retry=-1.0)  # every retry is already due: the slow flush, always
     started = time.monotonic()
     with pytest.raises(ClusterUnavailable):
         client.status(timeout=0.3)

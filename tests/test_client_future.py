@@ -2,17 +2,58 @@
 
 It builds its Condition only when a thread waits; these tests pin down that
 everything a Future promises still holds, across threads, and that a waiter
-racing a resolver on another thread is never left asleep.
+racing a resolver on another thread is never left asleep. It relies on
+private internals of concurrent.futures: the first tests fail loudly when
+those are not the ones it was checked against.
 """
 from __future__ import annotations
 
+import concurrent.futures._base as base
+import hashlib
+import inspect
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, as_completed, wait
 
 import pytest
 
-from sandzmq.replicator.futures import LightFuture
+from sandzmq.replicator.futures import (
+    CHECKED_PYTHONS,
+    CHECKED_SOURCE,
+    LIGHT_FUTURES,
+    LightFuture,
+    _running_future,
+    base_layout_matches,
+    new_future,
+)
+
+RECHECK = ("LightFuture relies on private internals of concurrent.futures (listed in replicator/futures.py's "
+           "docstring); check them against this Python's concurrent/futures/_base.py, then update "
+           "CHECKED_PYTHONS and CHECKED_SOURCE")
+
+
+def test_the_running_python_is_one_light_future_was_checked_against() -> None:
+    low, high = CHECKED_PYTHONS
+    assert low <= sys.version_info[:2] <= high, f"Python {sys.version_info[:2]} is outside {CHECKED_PYTHONS}: {RECHECK}"
+
+
+def test_the_private_internals_it_relies_on_are_unchanged() -> None:
+    pieces = (base.Future, base._AcquireFutures, base._create_and_install_waiters, base.wait, base.as_completed,
+              base._Waiter, base._AsCompletedWaiter, base._FirstCompletedWaiter, base._AllCompletedWaiter)
+    source = "".join(inspect.getsource(piece) for piece in pieces)
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == CHECKED_SOURCE, f"the source changed: {RECHECK}"
+    assert base_layout_matches(), f"Future's attributes changed: {RECHECK}"
+    assert (base.RUNNING, base.FINISHED, base.CANCELLED, base.CANCELLED_AND_NOTIFIED) == (
+        "RUNNING", "FINISHED", "CANCELLED", "CANCELLED_AND_NOTIFIED")
+    assert LIGHT_FUTURES and new_future is LightFuture
+
+
+def test_the_fallback_is_a_plain_running_future() -> None:
+    future = _running_future()
+    assert type(future) is Future and future.running() and future.cancel() is False
+    future.set_result(1)
+    assert future.result(0) == 1
 
 
 def resolve_later(future: LightFuture, value: object, started: threading.Event) -> threading.Thread:

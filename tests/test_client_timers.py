@@ -9,9 +9,7 @@ import time
 import weakref
 from typing import Any
 
-import pytest
-
-from sandzmq import Client, ClusterUnavailable, ReplicationTimeout
+from sandzmq import ClusterUnavailable, ReplicationTimeout
 from sandzmq.protocol import ClientReply, ClientSubmit, encode_command
 from test_client import OK, SLACK, FakeNode, clients, commands, nodes, silent, wait_until  # noqa: F401 (fixtures)
 
@@ -78,7 +76,7 @@ def test_a_request_answered_late_after_a_resend_still_succeeds_once(nodes, clien
     # a send before the TCP connection is up is refused and retried with a new id.)
     assert result == b"r%d" % held[0].first_request_id
     wait_until(lambda: client.stats["stale_replies"] == 1, what="the second answer counted as stale")
-    assert not client._rids and not client._live
+    assert not client._session.attempts_out and not client._session.live
 
 
 def test_answered_requests_are_not_kept_alive(nodes, clients) -> None:
@@ -91,7 +89,7 @@ def test_answered_requests_are_not_kept_alive(nodes, clients) -> None:
     del futures, future
     gc.collect()
     wait_until(lambda: all(r() is None for r in refs), what="answered futures freed")
-    assert not client._rids and not client._live
+    assert not client._session.attempts_out and not client._session.live
 
 
 def test_no_node_at_all_fails_a_batch_as_unavailable(clients) -> None:
@@ -101,27 +99,6 @@ def test_no_node_at_all_fails_a_batch_as_unavailable(clients) -> None:
     futures = [client.replicate_async(b"%d" % i, timeout=0.3) for i in range(20)]
     for future in futures:
         assert isinstance(future.exception(timeout=5), ClusterUnavailable)
-
-
-def test_resend_interval_follows_the_round_trip_between_its_floor_and_half_the_timeout() -> None:
-    from sandzmq.replicator.client import _resend_interval
-
-    assert _resend_interval(5.0) == 1.0  # nothing measured yet: the floor
-    assert _resend_interval(5.0, srtt=0.003, rttvar=0.001) == 1.0  # a fast cluster: the floor
-    assert _resend_interval(5.0, srtt=1.2, rttvar=0.2) == pytest.approx(2.0)  # a deep queue: no premature resend
-    assert _resend_interval(5.0, srtt=4.0, rttvar=1.0) == 2.5  # never beyond half the timeout
-    assert _resend_interval(0.4) == 0.25
-
-
-def test_round_trip_samples_are_smoothed() -> None:
-    client = Client(["tcp://127.0.0.1:1"], cluster="c")
-    try:
-        client._observe_round_trip(1.0)
-        assert (client._srtt, client._rttvar) == (1.0, 0.5)
-        client._observe_round_trip(2.0)
-        assert client._srtt == pytest.approx(1.125) and client._rttvar == pytest.approx(0.625)
-    finally:
-        client.close()
 
 
 def test_a_call_from_a_done_callback_while_the_client_closes_is_answered(nodes, clients) -> None:
