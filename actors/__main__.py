@@ -1,4 +1,5 @@
 """`python -m sandzmq.actors {raft,log,apply} --config FILE --node ID`: see process.py."""
+
 import sys
 
 from sandzmq.actors.process import main

@@ -32,6 +32,7 @@ entry. Otherwise it still reports its applied index, with an empty
 ApplyResults at most every REPORT_INTERVAL_S seconds or REPORT_ENTRIES
 entries, for status and for the raft actor's bookkeeping.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,15 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgpack
-
-from sandzmq.config import ClusterConfig
-from sandzmq.raft.messages import Entry, EntryColumns, EntryKind, entry_rows
-from sandzmq.state_machine import StateMachine, load_state_machine
-from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, Inbox, PeerLink
-
-from .base import SocketActor
-from .layout import APPLY_IDENTITY, RAFT_IDENTITY, NodeLayout
-from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
+from sandzmq.node.sessions import Result, Sessions
 from sandzmq.protocol import (
     TO_APPLY,
     ApplyBatch,
@@ -60,10 +53,19 @@ from sandzmq.protocol import (
     LocalQuery,
     LocalQueryResult,
     PayloadKind,
+    ReadPayload,
     ReplyStatus,
     decode_payload,
 )
-from sandzmq.node.sessions import Sessions
+from sandzmq.raft.messages import Entry, EntryColumns, EntryKind, entry_rows
+from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Acceptance, Envelope, Inbox, PeerLink
+
+from sandzmq.config import ClusterConfig
+from sandzmq.state_machine import StateMachine, load_state_machine
+
+from .base import SocketActor
+from .layout import APPLY_IDENTITY, RAFT_IDENTITY, NodeLayout
+from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ _NORMAL = int(EntryKind.NORMAL)
 _COMMAND = int(PayloadKind.COMMAND)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SPACE = re.compile(r"\s+")
+
 
 def one_line(text: str) -> str:
     """`text` as one deterministic line: whitespace collapsed, object
@@ -157,9 +160,11 @@ class ApplyActor(SocketActor):
             request_exit(self, EXIT_REFUSED)
             return
         try:
-            accept = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_APPLY)}
+            accept: Acceptance = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_APPLY)}
             self.inbox = bind_inbox(self.layout.apply_ipc, self.envelope, accept=accept)
-            self.link = PeerLink(self.layout.raft_ipc, self.envelope, APPLY_IDENTITY, immediate=False, accept=frozenset())
+            self.link = PeerLink(
+                self.layout.raft_ipc, self.envelope, APPLY_IDENTITY, immediate=False, accept=frozenset()
+            )
         except OSError as exc:
             log.error("cannot open the apply actor's sockets: %s", exc)
             request_exit(self, EXIT_FAILURE)
@@ -256,9 +261,15 @@ class ApplyActor(SocketActor):
             except Exception:
                 body = None
             if (
-                type(body) is list and len(body) == 5 and body[0] == COMMAND
-                and type(body[1]) is bytes and type(body[2]) is int and type(body[3]) is int and type(body[4]) is bytes
-                and body[2] >= 0 and body[3] >= 0
+                type(body) is list
+                and len(body) == 5
+                and body[0] == COMMAND
+                and type(body[1]) is bytes
+                and type(body[2]) is int
+                and type(body[3]) is int
+                and type(body[4]) is bytes
+                and body[2] >= 0
+                and body[3] >= 0
             ):
                 _, client_id, seq, first_incomplete, command = body
             else:  # not the usual command: the general decoder, with its error messages
@@ -268,7 +279,7 @@ class ApplyActor(SocketActor):
                     statuses.append(ERROR)
                     values.append(one_line(f"undecodable entry payload: {exc}"))
                     continue
-                if type(payload) is not CommandPayload:  # a read through the log
+                if isinstance(payload, ReadPayload):  # a read through the log
                     try:
                         values.append(sm_query(payload.query))
                         statuses.append(OK)
@@ -277,15 +288,20 @@ class ApplyActor(SocketActor):
                         values.append(self._sm_failed(index, "query", exc))
                     continue
                 client_id, seq, first_incomplete, command = (
-                    payload.client_id, payload.seq, payload.first_incomplete, payload.command)
-            result = admit(client_id, seq, first_incomplete)
-            if type(result) is dict:  # not seen before: apply, and keep the result for retries
-                slot = result
+                    payload.client_id,
+                    payload.seq,
+                    payload.first_incomplete,
+                    payload.command,
+                )
+            admitted = admit(client_id, seq, first_incomplete)
+            if isinstance(admitted, dict):  # not seen before: apply, and keep the result for retries
                 try:
-                    result = (OK, sm_apply(command))
+                    result: Result = (OK, sm_apply(command))
                 except Exception as exc:
                     result = (ERROR, self._sm_failed(index, "apply", exc))
-                slot[seq] = result
+                admitted[seq] = result
+            else:
+                result = admitted
             statuses.append(result[0])
             values.append(result[1])
         return ApplyResults(indexes, terms, statuses, values, self.applied_index)

@@ -24,6 +24,7 @@ Subclasses implement:
 - on_tick(): called every `tick_interval` seconds (if set);
 - close(): close sockets.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
-
 from sandzmq.transport import Inbox, PeerLink, Poller
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,9 @@ class SocketActor(pykka.ThreadingActor):
             if not self._stopping:
                 self.actor_ref.tell(_PUMP)
             return None
-        result = self.handle(message, None)
+        self.handle(message, None)
         self.flush()
-        return result
+        return None
 
     def _timeout_ms(self, now: float) -> float:
         # pykka's documented inbox protocol (ActorInbox.empty(), pykka 4): one

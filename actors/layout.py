@@ -13,14 +13,16 @@ endpoints speaks for the node's actors. Every actor process makes them so as
 it starts (make_private_dirs), which also tightens directories that older
 versions created with the umask's modes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandzmq.config import ClusterConfig, NodeConfig
 from sandzmq.storage.files import make_private_dir
 from sandzmq.transport import ipc_endpoint
+
+from sandzmq.config import ClusterConfig, NodeConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,7 @@ class NodeLayout:
     apply_ipc: str  # the apply actor's ROUTER
 
     @classmethod
-    def of(cls, config: ClusterConfig, node_id: str) -> "NodeLayout":
+    def of(cls, config: ClusterConfig, node_id: str) -> NodeLayout:
         node = config.node(node_id)
         data_dir = config.data_dir_for(node_id)
         run_dir = data_dir / "run"

@@ -74,21 +74,23 @@ Failures
   resends. The cut may take back a commit-only write that was acknowledged
   without an fsync (above): a lower recovered commit is safe.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 from typing import Any
 
-from sandzmq.config import ClusterConfig
+from sandzmq.protocol import TO_LOG_STORE, LogDurable, LogGap, LogIdentity, LogState, LogSync, LogWrite
 from sandzmq.storage import StorageError, WalCorruptError, WriteAheadLog
 from sandzmq.storage.identity import Identity, IdentityError, read_identity, write_identity
-from sandzmq.transport import Envelope, Inbox, PeerLink
+from sandzmq.transport import Acceptance, Envelope, Inbox, PeerLink
+
+from sandzmq.config import ClusterConfig
 
 from .base import SocketActor
 from .layout import LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
 from .process import EXIT_FAILURE, EXIT_REFUSED, bind_inbox, request_exit
-from sandzmq.protocol import TO_LOG_STORE, LogDurable, LogGap, LogIdentity, LogState, LogSync, LogWrite
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class LogStoreActor(SocketActor):
             request_exit(self, EXIT_REFUSED)
             return
         try:
-            accept = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_LOG_STORE)}
+            accept: Acceptance = {RAFT_IDENTITY.encode(): self.envelope.registry.tags_of(*TO_LOG_STORE)}
             self.inbox = bind_inbox(layout.log_ipc, self.envelope, accept=accept)
             self.link = PeerLink(layout.raft_ipc, self.envelope, LOG_IDENTITY, immediate=False, accept=frozenset())
         except OSError as exc:
@@ -160,8 +162,14 @@ class LogStoreActor(SocketActor):
         wal = self.wal
         log.info(
             "log-store up on %s: log [%d, %d] (last term %d), term %d, vote %s, commit %d, fsync %s",
-            layout.log_ipc, wal.first_index, wal.last_index, wal.last_term, wal.hard_state.term,
-            wal.hard_state.vote, wal.hard_state.commit, "on" if wal.fsync else "OFF",
+            layout.log_ipc,
+            wal.first_index,
+            wal.last_index,
+            wal.last_term,
+            wal.hard_state.term,
+            wal.hard_state.vote,
+            wal.hard_state.commit,
+            "on" if wal.fsync else "OFF",
         )
         self._send_state(0)
 
@@ -178,14 +186,18 @@ class LogStoreActor(SocketActor):
         if identity is None:
             return None
         if identity.cluster != self.config.name:
-            return (f"{node}: {self.layout.wal_dir} holds data of cluster {identity.cluster!r}, not {self.config.name!r}: "
-                    "point data_dir elsewhere, or replace the node (SPEC 7)")
+            return (
+                f"{node}: {self.layout.wal_dir} holds data of cluster {identity.cluster!r}, not {self.config.name!r}: "
+                "point data_dir elsewhere, or replace the node (SPEC 7)"
+            )
         if identity.node != node:
             return f"{node}: {self.layout.wal_dir} holds the data of node {identity.node!r}: point data_dir elsewhere"
         if identity.cluster_id and self.wal.recovery_report.created:
-            return (f"{node}: its write-ahead log in {self.layout.wal_dir} is gone, but its identity is not: it must not "
-                    f"vote again. Replace it (SPEC 7): `sandzmq members remove {node}`, start it empty with join = true, "
-                    f"then `sandzmq members add {node}`")
+            return (
+                f"{node}: its write-ahead log in {self.layout.wal_dir} is gone, but its identity is not: it must not "
+                f"vote again. Replace it (SPEC 7): `sandzmq members remove {node}`, start it empty with join = true, "
+                f"then `sandzmq members add {node}`"
+            )
         return None
 
     def _record_identity(self, request: LogIdentity) -> None:
@@ -255,7 +267,10 @@ class LogStoreActor(SocketActor):
             self._gap_reported = True
             log.warning(
                 "write %d of epoch %x is not the next (write %d of epoch %x): asking for a resend",
-                write.write_id, write.epoch, self._expected, self._epoch,
+                write.write_id,
+                write.epoch,
+                self._expected,
+                self._epoch,
             )
             assert self.link is not None
             self.link.send(LogGap(self._sync_nonce, self._expected))
@@ -303,10 +318,20 @@ class LogStoreActor(SocketActor):
         wal = self.wal
         assert wal is not None and self.link is not None
         identity = self.identity
-        self.link.send(LogState(
-            nonce, os.getpid(), self.incarnation, wal.hard_state, wal.first_index, wal.last_index, wal.last_term,
-            self._durable, identity.cluster_id if identity else "", identity.proposal if identity else 0,
-        ))
+        self.link.send(
+            LogState(
+                nonce,
+                os.getpid(),
+                self.incarnation,
+                wal.hard_state,
+                wal.first_index,
+                wal.last_index,
+                wal.last_term,
+                self._durable,
+                identity.cluster_id if identity else "",
+                identity.proposal if identity else 0,
+            )
+        )
 
     def _fail(self, exc: StorageError) -> None:
         """The disk failed us: acknowledge nothing more, and let the process die."""

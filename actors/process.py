@@ -37,6 +37,7 @@ the cyclic GC dominated that decoding (transport/sockets.py, DEFAULT_DRAIN;
 bench/micro_transport.py --gc-gen0 measures it). The actors create few reference cycles, so collecting
 them rarely costs little memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,11 +53,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pykka
+from sandzmq.transport import Envelope, Inbox
+from sandzmq.transport.envelope import Acceptance
 
 from sandzmq.config import ClusterConfig, check_node_ids, load_config
 from sandzmq.errors import ConfigError
-from sandzmq.transport import Envelope, Inbox
-from sandzmq.transport.envelope import Acceptance
 
 from .layout import NodeLayout
 
@@ -101,7 +102,9 @@ def requested_exit(ref: pykka.ActorRef[Any]) -> int | None:
 BIND_WAIT_S = 2.0
 
 
-def bind_inbox(address: str, envelope: Envelope, wait_s: float = BIND_WAIT_S, *, accept: Acceptance | None = None) -> Inbox:
+def bind_inbox(
+    address: str, envelope: Envelope, wait_s: float = BIND_WAIT_S, *, accept: Acceptance | None = None
+) -> Inbox:
     """Bind the actor's Inbox, waiting up to `wait_s` while the address is in use.
 
     The previous incarnation of this actor may still hold it: libzmq closes a

@@ -19,6 +19,7 @@ check is the transport's (Inbox accept sets), made before a body is
 decoded, so a message reaches the core only through the socket it belongs
 to: a forged LogDurable or ApplyResults from a public port never does.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,6 @@ import os
 import time
 from typing import Any
 
-from sandzmq.config import ClusterConfig
 from sandzmq.node.core import NodeCore
 from sandzmq.node.output import Output
 from sandzmq.protocol import (
@@ -49,6 +49,8 @@ from sandzmq.protocol import (
 from sandzmq.raft.messages import MESSAGE_TYPES
 from sandzmq.storage import WalReader
 from sandzmq.transport import ANY_SENDER, Envelope, Inbox, PeerLink, Peers, receive_hwm
+
+from sandzmq.config import ClusterConfig
 
 from .base import SocketActor
 from .layout import APPLY_IDENTITY, LOG_IDENTITY, RAFT_IDENTITY, NodeLayout
@@ -83,19 +85,30 @@ class RaftActor(SocketActor):
         # and queue a bounded number of bytes per connection.
         opts = self.config.raft
         self.peer_inbox = Inbox(
-            node.raft, self.envelope, accept={ANY_SENDER: tags_of(*MESSAGE_TYPES, PeerHello)},
-            max_frame_bytes=opts.peer_frame_bytes, rcvhwm=receive_hwm(opts.peer_frame_bytes),
+            node.raft,
+            self.envelope,
+            accept={ANY_SENDER: tags_of(*MESSAGE_TYPES, PeerHello)},
+            max_frame_bytes=opts.peer_frame_bytes,
+            rcvhwm=receive_hwm(opts.peer_frame_bytes),
         )
         # The client port also answers the discovery handshake from any cluster name.
         client_envelope = Envelope(self.config.name, drops=self.envelope.drops, open_tags=frozenset({HELLO_TAG}))
         self.client_inbox = Inbox(
-            node.client, client_envelope, accept={ANY_SENDER: tags_of(*CLIENT_REQUESTS)},
-            max_frame_bytes=opts.client_frame_bytes, rcvhwm=receive_hwm(opts.client_frame_bytes),
+            node.client,
+            client_envelope,
+            accept={ANY_SENDER: tags_of(*CLIENT_REQUESTS)},
+            max_frame_bytes=opts.client_frame_bytes,
+            rcvhwm=receive_hwm(opts.client_frame_bytes),
         )
-        self.local_inbox = Inbox(self.layout.raft_ipc, self.envelope, handover=True, accept={
-            LOG_IDENTITY.encode(): tags_of(*FROM_LOG_STORE),
-            APPLY_IDENTITY.encode(): tags_of(*FROM_APPLY),
-        })
+        self.local_inbox = Inbox(
+            self.layout.raft_ipc,
+            self.envelope,
+            handover=True,
+            accept={
+                LOG_IDENTITY.encode(): tags_of(*FROM_LOG_STORE),
+                APPLY_IDENTITY.encode(): tags_of(*FROM_APPLY),
+            },
+        )
         others = {n.id: n.raft for n in self.config.nodes if n.id != self.node_id}
         # No fixed identity on peer links: on a public port it would be a
         # handle for anyone to take the link over (see transport Inbox).
@@ -185,7 +198,7 @@ class RaftActor(SocketActor):
 
     def _transport_drops(self) -> dict[str, int]:
         for inbox in (self.peer_inbox, self.client_inbox, self.local_inbox):
-            inbox.drops  # reading it folds in the inbox's socket-monitor events
+            inbox.count_monitor_events()
         return self.envelope.drops.as_dict()  # one envelope, so one set of counters, for all inboxes
 
     def status(self) -> dict[str, Any]:

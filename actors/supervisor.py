@@ -50,6 +50,7 @@ Restart policy, and why it is safe:
   it fires when the *thread* that started the child exits, and an
   application may call RaftReplicator.start() from a short-lived thread.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -231,8 +232,13 @@ class Supervisor:
             try:
                 child.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("%s: %s (pid %d) did not stop within %.1f s: SIGKILL",
-                            child.node, NAMES[child.kind], child.proc.pid, self.policy.stop_grace)
+                log.warning(
+                    "%s: %s (pid %d) did not stop within %.1f s: SIGKILL",
+                    child.node,
+                    NAMES[child.kind],
+                    child.proc.pid,
+                    self.policy.stop_grace,
+                )
                 _signal(child, signal.SIGKILL)
                 child.proc.wait()
         for child in self.children:
@@ -278,10 +284,12 @@ class Supervisor:
             child.restarts.popleft()
         if len(child.restarts) >= policy.max_restarts:
             self._give_up(
-                child, f"{what}, and was restarted {len(child.restarts)} times within "
-                f"{policy.window:g} s: crash loop, not restarting it")
+                child,
+                f"{what}, and was restarted {len(child.restarts)} times within "
+                f"{policy.window:g} s: crash loop, not restarting it",
+            )
             return
-        delay = min(policy.backoff_max, policy.backoff_initial * 2 ** child.failures)
+        delay = min(policy.backoff_max, policy.backoff_initial * 2**child.failures)
         child.failures += 1
         child.restarts.append(now)
         child.restart_at = now + delay
@@ -389,13 +397,22 @@ def spawn(
     docstring). That end is closed by terminate(), or when the returned
     Popen is garbage-collected: dropping it stops the nodes too."""
     read_end, write_end = os.pipe()  # neither end is inherited by other children
-    argv = [sys.executable, "-m", "sandzmq.cli.main", "start", "--config", os.fspath(config_path),
-            "--parent-fd", str(read_end)]
+    argv = [
+        sys.executable,
+        "-m",
+        "sandzmq.cli.main",
+        "start",
+        "--config",
+        os.fspath(config_path),
+        "--parent-fd",
+        str(read_end),
+    ]
     for node_id in node_ids:
         argv += ["--node", node_id]
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                start_new_session=True, pass_fds=(read_end,))
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True, pass_fds=(read_end,)
+        )
     except BaseException:
         os.close(write_end)
         raise
@@ -418,7 +435,9 @@ def terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
             proc.send_signal(signal.SIGTERM)
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            log.warning("the supervisor (pid %d) did not stop within %.0f s: killing its process group", proc.pid, grace)
+            log.warning(
+                "the supervisor (pid %d) did not stop within %.0f s: killing its process group", proc.pid, grace
+            )
         except ProcessLookupError:
             pass
     # Whatever is left of the group (an actor the supervisor could not stop).
@@ -438,8 +457,7 @@ def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s sandzmq-start[{os.getpid()}] %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter(f"%(asctime)s sandzmq-start[{os.getpid()}] %(levelname)s %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
 

@@ -29,6 +29,7 @@ backend section, against the lines of derive.py it would replace.
 
 msgspec is not a dependency of sandzmq: `pip install msgspec` to run this.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,6 @@ import statistics
 import sys
 import time
 import tokenize
-import typing
 from collections.abc import Callable
 from itertools import repeat
 from typing import Annotated, Any, Literal
@@ -50,7 +50,6 @@ from typing import Annotated, Any, Literal
 import msgpack
 import msgspec
 from msgspec import Meta, Raw
-
 from sandzmq.protocol import REGISTRY, ApplyResults, ClientSubmit, DecodeError, derive, encode_command
 from sandzmq.protocol.logdata import Entries
 from sandzmq.protocol.registry import CODECS
@@ -84,15 +83,21 @@ def wire_types(spec: derive.Spec) -> list[Any]:
         return [uint(spec.max)]
     if isinstance(spec, derive.Str):
         return [str if spec.max_len is None else Annotated[str, Meta(max_length=spec.max_len)]]
-    simple = {derive.Bool: bool, derive.Bytes: bytes, derive.Map: dict, derive.Anything: Any, derive.List: list,
-              derive.BytesList: list[bytes]}
+    simple = {
+        derive.Bool: bool,
+        derive.Bytes: bytes,
+        derive.Map: dict,
+        derive.Anything: Any,
+        derive.List: list,
+        derive.BytesList: list[bytes],
+    }
     if type(spec) in simple:
         return [simple[type(spec)]]
     if isinstance(spec, derive.UInts):
         u = uint(MAX_INDEX)
         return [u | list[u] if spec.uniform else list[u]]
     if isinstance(spec, derive.Optional):
-        return [typing.Optional[wire_types(spec.inner)[0]]]
+        return [wire_types(spec.inner)[0] | None]
     if isinstance(spec, derive.Struct):
         return [tuple[tuple(t for s in spec.codec.specs for t in wire_types(s))]]
     if isinstance(spec, Entries):
@@ -138,8 +143,14 @@ def expand(value: Any, n: int) -> list[int]:
 
 def converter(codec: derive.Codec) -> Callable[[tuple[Any, ...]], Any]:
     """tuple (checked by msgspec) -> the dataclass, with the checks left over."""
-    env: dict[str, Any] = {"_cls": codec.cls, "_Error": DecodeError, "_MAX": MAX_INDEX, "_columns": columns_checked,
-                           "_entries": entries_checked, "_expand": expand}
+    env: dict[str, Any] = {
+        "_cls": codec.cls,
+        "_Error": DecodeError,
+        "_MAX": MAX_INDEX,
+        "_columns": columns_checked,
+        "_entries": entries_checked,
+        "_expand": expand,
+    }
     names, lines, args = [], [], []
     for name, spec in zip(codec.names, codec.specs):
         width = len(wire_types(spec))
@@ -245,7 +256,11 @@ def check_equivalence(env: Envelope, ms: MsgspecEnvelope) -> None:
         mt = REGISTRY.by_cls(type(msg))
         body = msgpack.unpackb(msgpack.packb(mt.encode(msg)))
         for _ in range(300):
-            mutated = json.loads(json.dumps(body, default=lambda b: None)) if rng.random() < 0.1 else _mutate(rng, body, values)
+            mutated = (
+                json.loads(json.dumps(body, default=lambda b: None))
+                if rng.random() < 0.1
+                else _mutate(rng, body, values)
+            )
             frame = msgpack.packb([PROTOCOL_VERSION, CLUSTER, mt.tag, mutated])
             a, b = env.decode(frame), ms.decode(frame)
             assert (a is None) == (b is None) and (a is None or a == b), (mt.tag, mutated, a, b)
@@ -270,8 +285,11 @@ def extra_cases() -> list[Any]:
     from sandzmq.protocol import LogState, LogWrite, PeerHello
     from sandzmq.raft.messages import HardState
 
-    return [LogWrite(3, [Entry(5, 2, b"a"), Entry(6, 3, b"b")], HardState(3, "n1", 4)),
-            LogState(1, 2, 3, HardState(1, None, 0), 1, 6, 3, 3, "c" * 64, 9), PeerHello("a", "b", True, 3, "", 1, 2, 3)]
+    return [
+        LogWrite(3, [Entry(5, 2, b"a"), Entry(6, 3, b"b")], HardState(3, "n1", 4)),
+        LogState(1, 2, 3, HardState(1, None, 0), 1, 6, 3, 3, "c" * 64, 9),
+        PeerHello("a", "b", True, 3, "", 1, 2, 3),
+    ]
 
 
 def calibrate(fn: Callable[[], object], seconds: float) -> int:
@@ -304,9 +322,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         assert ms.encode(msg) == frame or msgpack.unpackb(ms.encode(msg)) == msgpack.unpackb(frame)
         assert env.decode(frame) == msg and ms.decode(frame) == msg and bare.decode(frame) is not None
         jobs = [
-            ("sandzmq", lambda: env.encode(msg), lambda: env.decode(frame)),
-            ("msgspec", lambda: ms.encode(msg), lambda: ms.decode(frame)),
-            ("msgspec, no conversion", lambda: bare.encode_body(tag, body), lambda: bare.decode(frame)),
+            ("sandzmq", lambda msg=msg: env.encode(msg), lambda frame=frame: env.decode(frame)),
+            ("msgspec", lambda msg=msg: ms.encode(msg), lambda frame=frame: ms.decode(frame)),
+            (
+                "msgspec, no conversion",
+                lambda tag=tag, body=body: bare.encode_body(tag, body),
+                lambda frame=frame: bare.decode(frame),
+            ),
         ]
         loops = {layout: (calibrate(enc, args.min_time), calibrate(dec, args.min_time)) for layout, enc, dec in jobs}
         samples: dict[str, tuple[list[float], list[float]]] = {layout: ([], []) for layout, _, _ in jobs}
@@ -316,8 +338,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 samples[layout][1].append(timed(dec, loops[layout][1]))
         for layout, _, _ in jobs:
             e, d = (statistics.median(v) for v in samples[layout])
-            rows.append({"message": name, "layout": layout, "bytes": len(frame),
-                         "encode_us": e * 1e6, "decode_us": d * 1e6, "total_us": (e + d) * 1e6})
+            rows.append(
+                {
+                    "message": name,
+                    "layout": layout,
+                    "bytes": len(frame),
+                    "encode_us": e * 1e6,
+                    "decode_us": d * 1e6,
+                    "total_us": (e + d) * 1e6,
+                }
+            )
     return rows
 
 
@@ -326,13 +356,28 @@ def sloc(source: str) -> int:
     doc_lines: set[int] = set()
     for node in ast.walk(ast.parse(source)):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             doc_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
     code_lines = set()
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                            tokenize.ENDMARKER) and tok.start[0] not in doc_lines:
+        if (
+            tok.type
+            not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            )
+            and tok.start[0] not in doc_lines
+        ):
             code_lines.update(range(tok.start[0], tok.end[0] + 1))
     return len(code_lines)
 
@@ -343,7 +388,9 @@ def print_sloc() -> None:
     end = here.index("# " + "-" * 64 + " end of the msgspec backend")
     derive_src = inspect.getsource(derive)
     print(f"msgspec backend (this file): {sloc(here[start:end])} source lines")
-    print(f"protocol/derive.py (all of it; the backend would replace its decoder half): {sloc(derive_src)} source lines")
+    print(
+        f"protocol/derive.py (all of it; the backend would replace its decoder half): {sloc(derive_src)} source lines"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,9 +406,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.repeats, args.min_time = 3, 0.02
-    params = {"python": platform.python_version(), "msgspec": msgspec.__version__,
-              "msgpack": ".".join(map(str, msgpack.version)), "cpus": os.cpu_count(), "repeats": args.repeats,
-              "entry_bytes": ENTRY_BYTES, "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    params = {
+        "python": platform.python_version(),
+        "msgspec": msgspec.__version__,
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "cpus": os.cpu_count(),
+        "repeats": args.repeats,
+        "entry_bytes": ENTRY_BYTES,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
     rows = run(args)
     if args.json:
         json.dump({"params": params, "rows": rows}, sys.stdout, indent=1)
@@ -371,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     print("  " + ", ".join(f"{k}={v}" for k, v in params.items()))
     print(f"  {'message':<22} {'layout':<23} {'bytes':>6} {'encode':>8} {'decode':>8} {'total':>8}")
     for r in rows:
-        print(f"  {r['message']:<22} {r['layout']:<23} {r['bytes']:>6} {r['encode_us']:>8.2f} {r['decode_us']:>8.2f}"
-              f" {r['total_us']:>8.2f}")
+        print(
+            f"  {r['message']:<22} {r['layout']:<23} {r['bytes']:>6} {r['encode_us']:>8.2f} {r['decode_us']:>8.2f}"
+            f" {r['total_us']:>8.2f}"
+        )
     return 0
 
 

@@ -39,6 +39,7 @@ process group is killed by id, and any process still holding the run's temp
 directory on its command line is killed by pid. The temp dirs are removed
 unless --keep.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from benchlib import filesystem_of, free_ports, interrupt_on_sigterm, kill_group, kill_leftovers, write_cluster_config
 
+from benchlib import filesystem_of, free_ports, interrupt_on_sigterm, kill_group, kill_leftovers, write_cluster_config
 from sandzmq.benchmark import percentile
 
 HERE = Path(__file__).resolve().parent
@@ -68,13 +69,16 @@ PSO_VERSION = "0.3.17"
 
 # ---------------------------------------------------------------- helpers
 
+
 def cpu_busy(interval: float = 0.5) -> float:
     """Percent of the machine's CPU time that was busy over `interval` (Linux /proc/stat)."""
+
     def read() -> tuple[int, int]:
         with open("/proc/stat") as fh:
             values = [int(v) for v in fh.readline().split()[1:]]
         idle = values[3] + (values[4] if len(values) > 4 else 0)
         return sum(values), idle
+
     try:
         t0, i0 = read()
         time.sleep(interval)
@@ -152,14 +156,34 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------- sandzmq
 
-def run_sandzmq(args: argparse.Namespace, nodes: int, size: int, fsync: bool, level: int, workdir: Path) -> dict[str, Any]:
+
+def run_sandzmq(
+    args: argparse.Namespace, nodes: int, size: int, fsync: bool, level: int, workdir: Path
+) -> dict[str, Any]:
     config = write_cluster_config(workdir, nodes, fsync=fsync, name="compare")
     out = workdir / "bench.json"
     argv = [
-        sys.executable, "-m", "sandzmq.cli.main", "bench", "--config", str(config), "--spawn",
-        "--clients", str(args.clients), "--inflight", str(max(1, level // args.clients)), "--size", str(size),
-        "--duration", str(args.duration), "--warmup", str(args.warmup), "--timeout", str(args.timeout),
-        "--json", str(out),
+        sys.executable,
+        "-m",
+        "sandzmq.cli.main",
+        "bench",
+        "--config",
+        str(config),
+        "--spawn",
+        "--clients",
+        str(args.clients),
+        "--inflight",
+        str(max(1, level // args.clients)),
+        "--size",
+        str(size),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+        "--timeout",
+        str(args.timeout),
+        "--json",
+        str(out),
     ]
     stderr_path = workdir / "bench.stderr"
     proc = None
@@ -218,14 +242,20 @@ def run_sandzmq(args: argparse.Namespace, nodes: int, size: int, fsync: bool, le
 
 # ---------------------------------------------------------------- PySyncObj
 
+
 class _Node:
     """One pysyncobj_node.py process and a thread reading its stdout lines."""
 
     def __init__(self, argv: list[str], stderr_path: Path) -> None:
         self.stderr = open(stderr_path, "wb")
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-            start_new_session=True, text=True, bufsize=1,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -271,15 +301,30 @@ class _Node:
         self.stderr.close()
 
 
-def run_pysyncobj(args: argparse.Namespace, nodes: int, size: int, mode: str, level: int, workdir: Path) -> dict[str, Any]:
+def run_pysyncobj(
+    args: argparse.Namespace, nodes: int, size: int, mode: str, level: int, workdir: Path
+) -> dict[str, Any]:
     ports = free_ports(nodes)
     addrs = [f"127.0.0.1:{p}" for p in ports]
     procs: list[_Node] = []
     try:
         for i, addr in enumerate(addrs):
-            argv = [sys.executable, str(NODE_SCRIPT), "--self", addr, "--partners", *[a for a in addrs if a != addr],
-                    "--index", str(i), "--size", str(size), "--ready-timeout", "30",
-                    "--tag", str(workdir)]
+            argv = [
+                sys.executable,
+                str(NODE_SCRIPT),
+                "--self",
+                addr,
+                "--partners",
+                *[a for a in addrs if a != addr],
+                "--index",
+                str(i),
+                "--size",
+                str(size),
+                "--ready-timeout",
+                "30",
+                "--tag",
+                str(workdir),
+            ]
             procs.append(_Node(argv, workdir / f"node{i}.stderr"))
         ready = [p.get("ready", 40) for p in procs]
         if not all(r["ready"] for r in ready):
@@ -297,9 +342,13 @@ def run_pysyncobj(args: argparse.Namespace, nodes: int, size: int, mode: str, le
         for i, p in enumerate(procs):
             load = i in loaders
             spec = {
-                "load": load, "start": start, "warmup": args.warmup, "duration": args.duration,
+                "load": load,
+                "start": start,
+                "warmup": args.warmup,
+                "duration": args.duration,
                 "window": max(1, window // len(loaders)) if load else 0,
-                "rate": rate / len(loaders) if load else 0.0, "grace": args.timeout,
+                "rate": rate / len(loaders) if load else 0.0,
+                "grace": args.timeout,
             }
             p.send(json.dumps(spec))
         cpu = CpuWindow(str(workdir))
@@ -340,6 +389,7 @@ def run_pysyncobj(args: argparse.Namespace, nodes: int, size: int, mode: str, le
 
 # ---------------------------------------------------------------- orchestration
 
+
 def system_name(kind: str, variant: str) -> str:
     return f"sandzmq (fsync {variant})" if kind == "sandzmq" else f"PySyncObj ({variant})"
 
@@ -357,8 +407,15 @@ def run_one(args: argparse.Namespace, kind: str, variant: str, nodes: int, size:
         result["ok"] = True
     except Exception as exc:  # one failed run must not lose the others
         log(f"  FAILED: {exc}")
-        result = {"ok": False, "error": str(exc), "ops_per_s": None, "p50_ms": None, "p99_ms": None,
-                  "errors": None, "unanswered": None}
+        result = {
+            "ok": False,
+            "error": str(exc),
+            "ops_per_s": None,
+            "p50_ms": None,
+            "p99_ms": None,
+            "errors": None,
+            "unanswered": None,
+        }
     finally:
         leftovers = kill_leftovers(str(workdir))
         if leftovers:
@@ -378,27 +435,55 @@ def fmt(v: Any, spec: str = ".2f") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--configs", default="3x128", help="NODESxBYTES, comma-separated (default: %(default)s)")
     p.add_argument("--also-5x1k", action="store_true", help="add the 5 nodes x 1024 bytes configuration")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per configuration (default: %(default)s)")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default: %(default)s)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=5.0, help="per-command timeout / grace, seconds (default: %(default)s)")
-    p.add_argument("--outstanding", default="256,1024,16384",
-                   help="load levels: commands outstanding in total per system, comma-separated (default: %(default)s)")
-    p.add_argument("--clients", type=int, default=4,
-                   help="sandzmq bench --clients; --inflight is level / clients (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=5.0, help="per-command timeout / grace, seconds (default: %(default)s)"
+    )
+    p.add_argument(
+        "--outstanding",
+        default="256,1024,16384",
+        help="load levels: commands outstanding in total per system, comma-separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=4,
+        help="sandzmq bench --clients; --inflight is level / clients (default: %(default)s)",
+    )
     p.add_argument("--pso-modes", default="leader,spread", help="PySyncObj load modes (default: %(default)s)")
-    p.add_argument("--pso-rate", type=float, default=0.0,
-                   help="PySyncObj open loop: calls/s in total, as testobj.py (default 0: closed loop)")
-    p.add_argument("--sandzmq-fsync", choices=("on", "off", "both", "none"), default="on",
-                   help="fsync setting(s) of the generated sandzmq config; none: skip sandzmq (default: %(default)s)")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
-                   help="before each run, wait up to S seconds for the machine to be quiet (see --quiet-below)")
-    p.add_argument("--quiet-below", type=float, default=20.0, metavar="PCT",
-                   help="'quiet': other work uses less than PCT %% of all CPUs (default: %(default)s)")
+    p.add_argument(
+        "--pso-rate",
+        type=float,
+        default=0.0,
+        help="PySyncObj open loop: calls/s in total, as testobj.py (default 0: closed loop)",
+    )
+    p.add_argument(
+        "--sandzmq-fsync",
+        choices=("on", "off", "both", "none"),
+        default="on",
+        help="fsync setting(s) of the generated sandzmq config; none: skip sandzmq (default: %(default)s)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each run, wait up to S seconds for the machine to be quiet (see --quiet-below)",
+    )
+    p.add_argument(
+        "--quiet-below",
+        type=float,
+        default=20.0,
+        metavar="PCT",
+        help="'quiet': other work uses less than PCT %% of all CPUs (default: %(default)s)",
+    )
     p.add_argument("--tmp-dir", default=None, help="where run directories go (default: the system temp dir)")
     p.add_argument("--keep", action="store_true", help="keep each run's directory (configs, logs, data)")
     p.add_argument("--json", metavar="OUT", help="write every run and the medians as JSON")
@@ -430,20 +515,27 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = args.tmp_dir or tempfile.gettempdir()
     machine = {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "tmp_dir": tmp, "tmp_filesystem": filesystem_of(tmp), "pysyncobj": pso_version,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "tmp_dir": tmp,
+        "tmp_filesystem": filesystem_of(tmp),
+        "pysyncobj": pso_version,
     }
     fsync_note = {
         "sandzmq": "fsync = true in the generated config (one fdatasync per log-store batch), WAL under the temp dir"
-                   if args.sandzmq_fsync == "on" else f"fsync {args.sandzmq_fsync}",
+        if args.sandzmq_fsync == "on"
+        else f"fsync {args.sandzmq_fsync}",
         "pysyncobj": "defaults (SyncObjConf()): no journalFile, the Raft log is in memory; no disk writes, NO fsync",
     }
     levels = [int(x) for x in args.outstanding.split(",") if x.strip()]
-    load_note = (f"closed loop at each level L in {levels} commands outstanding per system "
-                 f"(sandzmq: {args.clients} clients x L/{args.clients} in flight; PySyncObj: "
-                 + (f"open loop at {args.pso_rate:g} calls/s capped at " if args.pso_rate else "")
-                 + "L on the leader (leader) or L/N per node (spread)); PySyncObj's load generator runs "
-                 "inside its node processes, sandzmq's in a separate client process (sandzmq bench)")
+    load_note = (
+        f"closed loop at each level L in {levels} commands outstanding per system "
+        f"(sandzmq: {args.clients} clients x L/{args.clients} in flight; PySyncObj: "
+        + (f"open loop at {args.pso_rate:g} calls/s capped at " if args.pso_rate else "")
+        + "L on the leader (leader) or L/N per node (spread)); PySyncObj's load generator runs "
+        "inside its node processes, sandzmq's in a separate client process (sandzmq bench)"
+    )
     header_lines = [
         "sandzmq vs PySyncObj, 127.0.0.1",
         "machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()),
@@ -469,46 +561,76 @@ def main(argv: list[str] | None = None) -> int:
                         name = system_name(kind, variant)
                         log(f"[{nodes}x{size}B, {level} outstanding, round {rnd + 1}/{args.rounds}] {name} ...")
                         result = run_one(args, kind, variant, nodes, size, level)
-                        result.update(config=f"{nodes}x{size}", nodes=nodes, size=size, outstanding=level,
-                                      round=rnd + 1, system=name)
+                        result.update(
+                            config=f"{nodes}x{size}",
+                            nodes=nodes,
+                            size=size,
+                            outstanding=level,
+                            round=rnd + 1,
+                            system=name,
+                        )
                         runs.append(result)
                         if result["ok"]:
-                            log(f"  {result['ops_per_s']:,.0f} ops/s, p50 {fmt(result['p50_ms'])} ms, "
+                            log(
+                                f"  {result['ops_per_s']:,.0f} ops/s, p50 {fmt(result['p50_ms'])} ms, "
                                 f"p99 {fmt(result['p99_ms'])} ms, errors {result['errors']}, "
-                                f"unanswered {fmt(result['unanswered'], 'd')}")
+                                f"unanswered {fmt(result['unanswered'], 'd')}"
+                            )
     except KeyboardInterrupt:
         log("interrupted: reporting the runs done so far")
 
     out, medians = tables(header_lines, runs, configs, levels, systems)
     print("\n".join(out))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "machine": machine, "fsync": fsync_note, "load": load_note,
-            "params": {k: v for k, v in vars(args).items() if k != "json"},
-            "runs": runs, "medians": medians,
-        }, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "fsync": fsync_note,
+                    "load": load_note,
+                    "params": {k: v for k, v in vars(args).items() if k != "json"},
+                    "runs": runs,
+                    "medians": medians,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0 if all(r["ok"] for r in runs) and runs else 1
 
 
-def tables(header_lines: list[str], runs: list[dict[str, Any]], configs: list[tuple[int, int]], levels: list[int],
-           systems: list[tuple[str, str]]) -> tuple[list[str], list[dict[str, Any]]]:
+def tables(
+    header_lines: list[str],
+    runs: list[dict[str, Any]],
+    configs: list[tuple[int, int]],
+    levels: list[int],
+    systems: list[tuple[str, str]],
+) -> tuple[list[str], list[dict[str, Any]]]:
     out = list(header_lines)
     out.append("")
-    head = (f"{'config':<8} {'outst.':>6} {'system':<20} {'round':>5} {'ops/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-            f" {'errors':>6} {'unansw.':>7} {'cores':>5} {'cpu us/op':>9} {'busy%':>5}")
+    head = (
+        f"{'config':<8} {'outst.':>6} {'system':<20} {'round':>5} {'ops/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'errors':>6} {'unansw.':>7} {'cores':>5} {'cpu us/op':>9} {'busy%':>5}"
+    )
     out.append(head)
     out.append("-" * len(head))
     for r in runs:
-        out.append(f"{r['config']:<8} {r['outstanding']:>6} {r['system']:<20} {r['round']:>5} {fmt(r['ops_per_s'], ',.0f'):>8} "
-                   f"{fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(r['errors'], 'd'):>6} "
-                   f"{fmt(r['unanswered'], 'd'):>7} {fmt(r.get('cores_used')):>5} {fmt(r.get('cpu_us_per_op'), '.1f'):>9}"
-                   f" {r['cpu_busy_before_pct']:>5.0f}")
+        out.append(
+            f"{r['config']:<8} {r['outstanding']:>6} {r['system']:<20} {r['round']:>5} {fmt(r['ops_per_s'], ',.0f'):>8} "
+            f"{fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(r['errors'], 'd'):>6} "
+            f"{fmt(r['unanswered'], 'd'):>7} {fmt(r.get('cores_used')):>5} {fmt(r.get('cpu_us_per_op'), '.1f'):>9}"
+            f" {r['cpu_busy_before_pct']:>5.0f}"
+        )
     out.append("")
     medians: list[dict[str, Any]] = []
-    head2 = (f"{'config':<8} {'outst.':>6} {'system':<20} {'runs':>4} {'ops/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-             f" {'errors':>6} {'cpu us/op':>9} {'sandzmq/this':>12}")
-    out.append("medians over the rounds (sandzmq/this: sandzmq's median ops/s over this system's, same config and "
-               "load level; > 1: sandzmq is faster)")
+    head2 = (
+        f"{'config':<8} {'outst.':>6} {'system':<20} {'runs':>4} {'ops/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'errors':>6} {'cpu us/op':>9} {'sandzmq/this':>12}"
+    )
+    out.append(
+        "medians over the rounds (sandzmq/this: sandzmq's median ops/s over this system's, same config and "
+        "load level; > 1: sandzmq is faster)"
+    )
     out.append(head2)
     out.append("-" * len(head2))
     for nodes, size in configs:
@@ -518,10 +640,22 @@ def tables(header_lines: list[str], runs: list[dict[str, Any]], configs: list[tu
             rows = []
             for kind, variant in systems:
                 name = system_name(kind, variant)
-                ok = [r for r in runs if r["config"] == cfg and r["outstanding"] == level and r["system"] == name and r["ok"]]
-                med: dict[str, Any] = {"config": cfg, "outstanding": level, "system": name, "runs": len(ok),
-                                       "ops_per_s": None, "p50_ms": None, "p99_ms": None, "errors": None,
-                                       "cpu_us_per_op": None}
+                ok = [
+                    r
+                    for r in runs
+                    if r["config"] == cfg and r["outstanding"] == level and r["system"] == name and r["ok"]
+                ]
+                med: dict[str, Any] = {
+                    "config": cfg,
+                    "outstanding": level,
+                    "system": name,
+                    "runs": len(ok),
+                    "ops_per_s": None,
+                    "p50_ms": None,
+                    "p99_ms": None,
+                    "errors": None,
+                    "cpu_us_per_op": None,
+                }
                 if ok:
                     med["ops_per_s"] = statistics.median([r["ops_per_s"] for r in ok])
                     for key in ("p50_ms", "p99_ms", "cpu_us_per_op"):
@@ -537,9 +671,11 @@ def tables(header_lines: list[str], runs: list[dict[str, Any]], configs: list[tu
                     round(base / med["ops_per_s"], 2) if base and med["ops_per_s"] and not is_sandzmq else None
                 )
                 medians.append(med)
-                out.append(f"{cfg:<8} {level:>6} {med['system']:<20} {med['runs']:>4} {fmt(med['ops_per_s'], ',.0f'):>8} "
-                           f"{fmt(med['p50_ms']):>8} {fmt(med['p99_ms']):>8} {fmt(med['errors'], 'd'):>6} "
-                           f"{fmt(med['cpu_us_per_op'], '.1f'):>9} {fmt(med['ratio_sandzmq_over_this'], '.2f'):>12}")
+                out.append(
+                    f"{cfg:<8} {level:>6} {med['system']:<20} {med['runs']:>4} {fmt(med['ops_per_s'], ',.0f'):>8} "
+                    f"{fmt(med['p50_ms']):>8} {fmt(med['p99_ms']):>8} {fmt(med['errors'], 'd'):>6} "
+                    f"{fmt(med['cpu_us_per_op'], '.1f'):>9} {fmt(med['ratio_sandzmq_over_this'], '.2f'):>12}"
+                )
         # Best level of each system against the best of sandzmq: capacity against capacity.
         best: dict[str, dict[str, Any]] = {}
         for med in medians:
@@ -551,17 +687,27 @@ def tables(header_lines: list[str], runs: list[dict[str, Any]], configs: list[tu
             top = max(sz, key=lambda m: m["ops_per_s"])
             for name, m in best.items():
                 if not name.startswith("sandzmq"):
-                    out.append(f"{cfg:<8} best level: {top['system']} {top['ops_per_s']:,.0f} ops/s (at {top['outstanding']}) "
-                               f"vs {name} {m['ops_per_s']:,.0f} ops/s (at {m['outstanding']}): "
-                               f"ratio {top['ops_per_s'] / m['ops_per_s']:.2f}")
+                    out.append(
+                        f"{cfg:<8} best level: {top['system']} {top['ops_per_s']:,.0f} ops/s (at {top['outstanding']}) "
+                        f"vs {name} {m['ops_per_s']:,.0f} ops/s (at {m['outstanding']}): "
+                        f"ratio {top['ops_per_s'] / m['ops_per_s']:.2f}"
+                    )
     out.append("")
-    out.append("ops/s: committed operations per second in the measured window (sandzmq: replicate() results; "
-               "PySyncObj: SUCCESS callbacks).")
-    out.append("latency: call -> result/callback, over the successful operations of the window. unanswered: calls "
-               "with no callback after the run plus a grace of --timeout (sandzmq: '-', its timeouts are errors).")
-    out.append("cores / cpu us/op: CPU (user+system) of every process of the run - nodes and, for sandzmq, the bench "
-               "client - inside the measured window; per committed op.")
-    out.append("busy%: the machine's CPU use in the 0.5 s before the run, i.e. by other work (high: that run is suspect).")
+    out.append(
+        "ops/s: committed operations per second in the measured window (sandzmq: replicate() results; "
+        "PySyncObj: SUCCESS callbacks)."
+    )
+    out.append(
+        "latency: call -> result/callback, over the successful operations of the window. unanswered: calls "
+        "with no callback after the run plus a grace of --timeout (sandzmq: '-', its timeouts are errors)."
+    )
+    out.append(
+        "cores / cpu us/op: CPU (user+system) of every process of the run - nodes and, for sandzmq, the bench "
+        "client - inside the measured window; per committed op."
+    )
+    out.append(
+        "busy%: the machine's CPU use in the 0.5 s before the run, i.e. by other work (high: that run is suspect)."
+    )
     return out, medians
 
 

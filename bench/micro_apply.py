@@ -23,6 +23,7 @@ and `total` = decode + on_batch, the apply process's CPU per batch.
 
     .venv/bin/python bench/micro_apply.py [--batches 1,64,512] [--duration S] [--repeat N] [--json OUT|-]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import median_cell, write_json
 from sandzmq.actors.apply import ApplyActor
 from sandzmq.protocol import ApplyBatch, encode_command
-from sandzmq.config import load_config
 from sandzmq.raft.messages import Entry
 from sandzmq.statemachines.kv import KVStateMachine, encode_put
 from sandzmq.transport import Envelope
-from benchlib import median_cell, write_json
+
+from sandzmq.config import load_config
 
 KEYS_PER_CLIENT = 1024
 CONFIG = """\
@@ -121,7 +123,7 @@ def bench_cell(config_path: Path, batch: int, args: argparse.Namespace) -> dict[
     deadline = clock() + args.duration
     while clock() < deadline:
         entries = source.take(chunk)
-        batches = [entries[i:i + batch] for i in range(0, chunk, batch)]
+        batches = [entries[i : i + batch] for i in range(0, chunk, batch)]
         for b in batches:
             t0 = clock()
             results = actor._apply(b)
@@ -138,7 +140,7 @@ def bench_cell(config_path: Path, batch: int, args: argparse.Namespace) -> dict[
     deadline = clock() + args.duration
     while clock() < deadline:
         entries = source.take(chunk)
-        frames = [envelope.encode(ApplyBatch(entries[i:i + batch], True)) for i in range(0, chunk, batch)]
+        frames = [envelope.encode(ApplyBatch(entries[i : i + batch], True)) for i in range(0, chunk, batch)]
         for frame in frames:
             t0 = clock()
             message = envelope.decode(frame)
@@ -170,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,64,512", help="comma-separated batch sizes (default: %(default)s)")
     parser.add_argument("--value-size", type=int, default=128, help="bytes of each put's value (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=4, help="client sessions (default: %(default)s)")
-    parser.add_argument("--inflight", type=int, default=64, help="first_incomplete lag per client (default: %(default)s)")
+    parser.add_argument(
+        "--inflight", type=int, default=64, help="first_incomplete lag per client (default: %(default)s)"
+    )
     parser.add_argument("--duration", type=float, default=0.5, help="seconds per timed part (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; medians shown (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="--duration 0.2 --repeat 1")
-    parser.add_argument("--gc", choices=("default", "actor"), default="actor",
-                        help="'actor': gc.freeze() + gc threshold 50,000 as the actor processes run (default)")
+    parser.add_argument(
+        "--gc",
+        choices=("default", "actor"),
+        default="actor",
+        help="'actor': gc.freeze() + gc threshold 50,000 as the actor processes run (default)",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT ('-': stdout only JSON)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -189,14 +197,26 @@ def main(argv: list[str] | None = None) -> int:
             gc.freeze()
             gc.set_threshold(50_000, 20, 20)
         params = {
-            "value_size": args.value_size, "clients": args.clients, "inflight": args.inflight,
-            "duration_s": args.duration, "repeat": args.repeat, "gc_threshold": list(gc.get_threshold()),
-            "python": platform.python_version(), "machine": platform.platform(), "cpus": os.cpu_count(),
+            "value_size": args.value_size,
+            "clients": args.clients,
+            "inflight": args.inflight,
+            "duration_s": args.duration,
+            "repeat": args.repeat,
+            "gc_threshold": list(gc.get_threshold()),
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
         }
         out = sys.stderr if args.json == "-" else sys.stdout
-        print("micro_apply: the apply actor's path per batch, kv puts, " + ", ".join(f"{k}={v}" for k, v in params.items()), file=out)
-        header = (f"{'batch':>5} {'apply us/e':>10} {'on_batch us/e':>13} {'decode us/e':>11} {'total us/e':>10}"
-                  f" {'entries/s':>10} {'on_batch us/b':>13}")
+        print(
+            "micro_apply: the apply actor's path per batch, kv puts, "
+            + ", ".join(f"{k}={v}" for k, v in params.items()),
+            file=out,
+        )
+        header = (
+            f"{'batch':>5} {'apply us/e':>10} {'on_batch us/e':>13} {'decode us/e':>11} {'total us/e':>10}"
+            f" {'entries/s':>10} {'on_batch us/b':>13}"
+        )
         print(header, file=out)
         print("-" * len(header), file=out)
         results = []
@@ -205,11 +225,17 @@ def main(argv: list[str] | None = None) -> int:
             cell = median_cell(runs)
             cell["batch"] = batch
             results.append(cell)
-            print(f"{batch:>5} {cell['apply_us_per_entry']:>10.2f} {cell['on_batch_us_per_entry']:>13.2f}"
-                  f" {cell['decode_us_per_entry']:>11.2f} {cell['total_us_per_entry']:>10.2f}"
-                  f" {cell['entries_per_s']:>10,.0f} {cell['on_batch_us_per_batch']:>13.1f}", file=out)
-        print("us/e: microseconds per entry; on_batch includes apply and the ApplyResults encode; "
-              "total = decode + on_batch", file=out)
+            print(
+                f"{batch:>5} {cell['apply_us_per_entry']:>10.2f} {cell['on_batch_us_per_entry']:>13.2f}"
+                f" {cell['decode_us_per_entry']:>11.2f} {cell['total_us_per_entry']:>10.2f}"
+                f" {cell['entries_per_s']:>10,.0f} {cell['on_batch_us_per_batch']:>13.1f}",
+                file=out,
+            )
+        print(
+            "us/e: microseconds per entry; on_batch includes apply and the ApplyResults encode; "
+            "total = decode + on_batch",
+            file=out,
+        )
     if args.json:
         write_json(args.json, {"params": params, "results": results})
     return 0

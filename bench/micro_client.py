@@ -19,6 +19,7 @@ its speed; the CPU per op is the client's own.
     .venv/bin/python bench/micro_client.py [--cells 1x1,1x256,4x256] [--duration S]
                                            [--repeat N] [--quick] [--json OUT|-]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,11 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+from benchlib import median_cell, write_json
 from sandzmq.protocol import ClientReply, ClientSubmit
 from sandzmq.replicator.client import Client
 from sandzmq.transport import Envelope, Inbox, Poller, terminate_context
 from sandzmq.transport.sockets import library_versions
-from benchlib import median_cell, write_json
 
 CLUSTER = "micro-client"
 
@@ -140,8 +141,9 @@ def run_cell(address: str, clients: int, inflight: int, args: argparse.Namespace
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", default="1x1,1x256,4x256",
-                        help="comma-separated CLIENTSxINFLIGHT (default: %(default)s)")
+    parser.add_argument(
+        "--cells", default="1x1,1x256,4x256", help="comma-separated CLIENTSxINFLIGHT (default: %(default)s)"
+    )
     parser.add_argument("--size", type=int, default=128, help="bytes per command (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per run (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds before measuring (default: %(default)s)")
@@ -153,14 +155,24 @@ def main(argv: list[str] | None = None) -> int:
         args.duration, args.warmup, args.repeat = 0.7, 0.3, 1
     cells = [tuple(int(x) for x in cell.lower().split("x")) for cell in args.cells.split(",")]
     params = {
-        "size": args.size, "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
-        "python": platform.python_version(), **library_versions(), "machine": platform.platform(),
+        "size": args.size,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "repeat": args.repeat,
+        "python": platform.python_version(),
+        **library_versions(),
+        "machine": platform.platform(),
         "cpus": os.cpu_count(),
     }
     out = sys.stderr if args.json == "-" else sys.stdout
-    print("micro_client: Client.replicate_async against a fake node that answers at once, "
-          + ", ".join(f"{k}={v}" for k, v in params.items()), file=out)
-    header = f"{'clients':>7} {'inflight':>8} {'ops/s':>9} {'cpu us/op':>9} {'cpu util':>8} {'req/submit':>10} {'errors':>6}"
+    print(
+        "micro_client: Client.replicate_async against a fake node that answers at once, "
+        + ", ".join(f"{k}={v}" for k, v in params.items()),
+        file=out,
+    )
+    header = (
+        f"{'clients':>7} {'inflight':>8} {'ops/s':>9} {'cpu us/op':>9} {'cpu util':>8} {'req/submit':>10} {'errors':>6}"
+    )
     print(header, file=out)
     print("-" * len(header), file=out)
     ctx = mp.get_context("spawn")
@@ -174,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
             cell = median_cell([run_cell(address, clients, inflight, args) for _ in range(args.repeat)])
             cell.update(clients=clients, inflight=inflight)
             results.append(cell)
-            print(f"{clients:>7} {inflight:>8} {cell['ops_per_s']:>9,.0f} {cell['cpu_us_per_op']:>9.2f}"
-                  f" {cell['cpu_util']:>8.2f} {cell['requests_per_submit']:>10.1f} {cell['errors']:>6}", file=out)
+            print(
+                f"{clients:>7} {inflight:>8} {cell['ops_per_s']:>9,.0f} {cell['cpu_us_per_op']:>9.2f}"
+                f" {cell['cpu_util']:>8.2f} {cell['requests_per_submit']:>10.1f} {cell['errors']:>6}",
+                file=out,
+            )
     finally:
         stop.set()
         node.join(timeout=10)

@@ -27,6 +27,7 @@ seconds; medians are shown.
 
     .venv/bin/python bench/micro_core.py [--batches 1,64,512] [--duration S] [--repeat N] [--json OUT|-]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ import sys
 import time
 from typing import Any
 
+from benchlib import median_cell, write_json
 from sandzmq.raft import (
     AppendEntries,
     AppendEntriesResponse,
@@ -50,7 +52,6 @@ from sandzmq.raft import (
     RequestVoteResponse,
     Role,
 )
-from benchlib import median_cell, write_json
 
 VOTERS = ("n1", "n2", "n3")
 TRIM_KEEP = 50_000  # as the Raft actor's MEMORY_TAIL_ENTRIES
@@ -101,7 +102,9 @@ def _answer(core: RaftCore) -> None:
             if isinstance(m, RequestVote):
                 core.step(RequestVoteResponse(m.dst, m.src, m.term, granted=True, pre_vote=m.pre_vote))
             elif isinstance(m, AppendEntries):
-                core.step(AppendEntriesResponse(m.dst, m.src, m.term, success=True, index=m.prev_index + len(m.entries)))
+                core.step(
+                    AppendEntriesResponse(m.dst, m.src, m.term, success=True, index=m.prev_index + len(m.entries))
+                )
             elif isinstance(m, Heartbeat):
                 core.step(HeartbeatResponse(m.dst, m.src, m.term, m.context))
 
@@ -186,7 +189,9 @@ def bench_follower(batch: int, entry_size: int, duration: float) -> dict[str, An
         for _ in range(block):
             entries = [Entry(prev + 1 + i, 1, data) for i in range(batch)]
             # As the decoder gives them: with the sizes it counted from the data column.
-            msgs.append(AppendEntries("n1", "n2", 1, prev, 1 if prev else 0, entries, prev, [len(e.data) for e in entries]))
+            msgs.append(
+                AppendEntries("n1", "n2", 1, prev, 1 if prev else 0, entries, prev, [len(e.data) for e in entries])
+            )
             prev += batch
         for m in msgs:
             t0 = clock()
@@ -221,8 +226,6 @@ def bench_follower(batch: int, entry_size: int, duration: float) -> dict[str, An
     }
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", default="1,64,512", help="comma-separated batch sizes (default: %(default)s)")
@@ -230,9 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per run (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; medians shown (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="--duration 0.3 --repeat 1")
-    parser.add_argument("--gc", choices=("default", "actor"), default="actor",
-                        help="'actor': gc.freeze() + gc threshold 50,000 as the actor processes run (default); "
-                             "'default': CPython's")
+    parser.add_argument(
+        "--gc",
+        choices=("default", "actor"),
+        default="actor",
+        help="'actor': gc.freeze() + gc threshold 50,000 as the actor processes run (default); 'default': CPython's",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT ('-': stdout only JSON)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -243,16 +249,21 @@ def main(argv: list[str] | None = None) -> int:
         gc.set_threshold(50_000, 20, 20)
     batches = [int(b) for b in args.batches.split(",")]
     params = {
-        "entry_size": args.entry_size, "duration_s": args.duration, "repeat": args.repeat,
-        "gc_threshold": list(gc.get_threshold()), "python": platform.python_version(),
-        "machine": platform.platform(), "cpus": os.cpu_count(),
+        "entry_size": args.entry_size,
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "gc_threshold": list(gc.get_threshold()),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
     }
     quiet = args.json == "-"
     results: list[dict[str, Any]] = []
     out = sys.stderr if quiet else sys.stdout
     print("micro_core: RaftCore step costs, 3 voters, " + ", ".join(f"{k}={v}" for k, v in params.items()), file=out)
-    header = (f"{'role':<9} {'batch':>5} {'us/batch':>9} {'us/entry':>9} {'entries/s':>11}"
-              f" {'part 1 us':>9} {'part 2 us':>9}")
+    header = (
+        f"{'role':<9} {'batch':>5} {'us/batch':>9} {'us/entry':>9} {'entries/s':>11} {'part 1 us':>9} {'part 2 us':>9}"
+    )
     print(header, file=out)
     print("-" * len(header), file=out)
     for role, fn, parts in (
@@ -263,10 +274,18 @@ def main(argv: list[str] | None = None) -> int:
             cell = median_cell([fn(batch, args.entry_size, args.duration) for _ in range(args.repeat)])
             cell.update(role=role, batch=batch)
             results.append(cell)
-            print(f"{role:<9} {batch:>5} {cell['us_per_batch']:>9.1f} {cell['us_per_entry']:>9.3f}"
-                  f" {cell['entries_per_s']:>11,.0f} {cell[parts[0]]:>9.1f} {cell[parts[1]]:>9.1f}", file=out)
-    print("leader parts: 1 = propose + ready (AppendEntries built), 2 = persisted + 2 acks + ready until idle", file=out)
-    print("follower parts: 1 = step(AppendEntries) + ready, 2 = persisted + ready until idle (answer, committed)", file=out)
+            print(
+                f"{role:<9} {batch:>5} {cell['us_per_batch']:>9.1f} {cell['us_per_entry']:>9.3f}"
+                f" {cell['entries_per_s']:>11,.0f} {cell[parts[0]]:>9.1f} {cell[parts[1]]:>9.1f}",
+                file=out,
+            )
+    print(
+        "leader parts: 1 = propose + ready (AppendEntries built), 2 = persisted + 2 acks + ready until idle", file=out
+    )
+    print(
+        "follower parts: 1 = step(AppendEntries) + ready, 2 = persisted + ready until idle (answer, committed)",
+        file=out,
+    )
     if args.json:
         write_json(args.json, {"params": params, "results": results})
     return 0

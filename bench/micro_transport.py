@@ -15,6 +15,7 @@
 
 Numbers are medians; every run prints its parameters and the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
-
+from sandzmq.protocol import MAX_UINT, DecodeError, Registry
 from sandzmq.raft.messages import AppendEntries, AppendEntriesResponse, Entry, EntryKind, Heartbeat
 from sandzmq.transport import Envelope, Inbox, PeerLink, Poller, drain, ipc_endpoint, terminate_context
 from sandzmq.transport.sockets import DEFAULT_DRAIN, library_versions
-from sandzmq.protocol import MAX_UINT, DecodeError, Registry
 
 ENTRY_BYTES = 128
 CLUSTER = "bench"
@@ -72,6 +72,7 @@ def append_entries(n: int) -> AppendEntries:
 # (header, ints in range, exact types), registered in a private registry
 # so that it pays the same envelope costs.
 
+
 def nested_encode(m: AppendEntries) -> list[Any]:
     rows = [[e.term, e.kind, e.data] for e in m.entries]
     return [m.src, m.dst, m.term, m.prev_index, m.prev_term, m.commit, rows]
@@ -81,14 +82,20 @@ def nested_decode(b: Any) -> AppendEntries:
     if type(b) is not list or len(b) != 7:
         raise DecodeError("AppendEntries: expected 7 fields")
     src, dst, term, prev_index, prev_term, commit, rows = b
-    if type(src) is not str or type(dst) is not str or any(
-            type(v) is not int or not 0 <= v <= MAX_UINT for v in (term, prev_index, prev_term, commit)):
+    if (
+        type(src) is not str
+        or type(dst) is not str
+        or any(type(v) is not int or not 0 <= v <= MAX_UINT for v in (term, prev_index, prev_term, commit))
+    ):
         raise DecodeError("AppendEntries: bad header")
     if type(rows) is not list:
         raise DecodeError("rows")
     try:
-        entries = [Entry(i, t, d, kinds[k]) for i, (t, k, d) in enumerate(rows, prev_index + 1)
-                   if (type(t) is int and t >= 0 and type(k) is int and type(d) is bytes) or _bad()]
+        entries = [
+            Entry(i, t, d, kinds[k])
+            for i, (t, k, d) in enumerate(rows, prev_index + 1)
+            if (type(t) is int and t >= 0 and type(k) is int and type(d) is bytes) or _bad()
+        ]
     except (TypeError, ValueError, KeyError) as e:
         raise DecodeError(str(e)) from None
     return AppendEntries(src, dst, term, prev_index, prev_term, entries, commit)
@@ -107,14 +114,22 @@ _nested_registry.register("ae.nested", AppendEntries, nested_encode, nested_deco
 
 # -- 1. codec -------------------------------------------------------------------
 
+
 def _codec_row(args: argparse.Namespace, layout: str, env: Envelope, name: str, msg: Any, n: int) -> dict[str, Any]:
     frame = env.encode(msg)
     assert env.decode(frame) == msg
     enc = median_time(lambda: env.encode(msg), min_time=args.min_time, repeats=args.repeats)
     dec = median_time(lambda: env.decode(frame), min_time=args.min_time, repeats=args.repeats)
-    return {"layout": layout, "message": name, "entries": n, "bytes": len(frame),
-            "encode_us": enc * 1e6, "decode_us": dec * 1e6, "total_us": (enc + dec) * 1e6,
-            "per_entry_us": (enc + dec) * 1e6 / n if n else None}
+    return {
+        "layout": layout,
+        "message": name,
+        "entries": n,
+        "bytes": len(frame),
+        "encode_us": enc * 1e6,
+        "decode_us": dec * 1e6,
+        "total_us": (enc + dec) * 1e6,
+        "per_entry_us": (enc + dec) * 1e6 / n if n else None,
+    }
 
 
 def bench_codec(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -133,6 +148,7 @@ def bench_codec(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 # -- 2. sockets, two processes ---------------------------------------------------
+
 
 def _receiver(address_q: Any, result_q: Any, endpoint: str, expect: int, mode: str, gc_gen0: int | None) -> None:
     """Child process: bind, report the address, receive `expect` messages."""
@@ -163,8 +179,7 @@ def _receiver(address_q: Any, result_q: Any, endpoint: str, expect: int, mode: s
                 got += n
                 batches += 1
             last = time.perf_counter()
-        result_q.put({"received": got, "seconds": last - first, "batches": batches,
-                      "dropped": inbox.drops.total})
+        result_q.put({"received": got, "seconds": last - first, "batches": batches, "dropped": inbox.drops.total})
     finally:
         inbox.close()
         terminate_context()
@@ -208,10 +223,20 @@ def bench_socket(args: argparse.Namespace, transport: str, mode: str, msg: Any, 
                 link.drain()
                 samples.append(time.perf_counter() - t0)
             result = result_q.get(timeout=60)
-            return {"transport": transport, "mode": mode, "message": type(msg).__name__, "entries": entries,
-                    "bytes": len(frame), "messages": n, "rtt_us_p50": statistics.median(samples) * 1e6,
-                    "rtt_us_p99": sorted(samples)[int(0.99 * (n - 1))] * 1e6, "msgs_per_s": None,
-                    "receiver_batches": None, "sender_retries": None, "dropped": result["dropped"]}
+            return {
+                "transport": transport,
+                "mode": mode,
+                "message": type(msg).__name__,
+                "entries": entries,
+                "bytes": len(frame),
+                "messages": n,
+                "rtt_us_p50": statistics.median(samples) * 1e6,
+                "rtt_us_p99": sorted(samples)[int(0.99 * (n - 1))] * 1e6,
+                "msgs_per_s": None,
+                "receiver_batches": None,
+                "sender_retries": None,
+                "dropped": result["dropped"],
+            }
         send_frame = link.send_frame
         if mode == "raw":
             t0 = time.perf_counter()
@@ -223,11 +248,22 @@ def bench_socket(args: argparse.Namespace, transport: str, mode: str, msg: Any, 
         result = result_q.get(timeout=120)
         assert result["received"] == n + 1, result
         rate = n / result["seconds"] if result["seconds"] > 0 else float("inf")
-        return {"transport": transport, "mode": mode, "message": type(msg).__name__, "entries": entries,
-                "bytes": len(frame), "messages": n, "msgs_per_s": rate, "send_msgs_per_s": n / send_s,
-                "entries_per_s": rate * entries if entries else None,
-                "receiver_batches": result["batches"], "sender_retries": retries,
-                "rtt_us_p50": None, "rtt_us_p99": None, "dropped": result["dropped"]}
+        return {
+            "transport": transport,
+            "mode": mode,
+            "message": type(msg).__name__,
+            "entries": entries,
+            "bytes": len(frame),
+            "messages": n,
+            "msgs_per_s": rate,
+            "send_msgs_per_s": n / send_s,
+            "entries_per_s": rate * entries if entries else None,
+            "receiver_batches": result["batches"],
+            "sender_retries": retries,
+            "rtt_us_p50": None,
+            "rtt_us_p99": None,
+            "dropped": result["dropped"],
+        }
     finally:
         link.close()
         proc.join(timeout=30)
@@ -252,6 +288,7 @@ def bench_sockets(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 # -- output ----------------------------------------------------------------------
 
+
 def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -261,20 +298,28 @@ def print_tables(params: dict[str, Any], codec_rows: list[dict[str, Any]], socke
     print("  " + ", ".join(f"{k}={v}" for k, v in params.items()))
     print()
     print("1. envelope encode + decode, in-process (median)")
-    print(f"  {'message':<22} {'layout':<15} {'bytes':>7} {'encode us':>10} {'decode us':>10}"
-          f" {'total us':>9} {'us/entry':>9}")
+    print(
+        f"  {'message':<22} {'layout':<15} {'bytes':>7} {'encode us':>10} {'decode us':>10}"
+        f" {'total us':>9} {'us/entry':>9}"
+    )
     for r in codec_rows:
-        print(f"  {r['message']:<22} {r['layout']:<15} {r['bytes']:>7} {r['encode_us']:>10.2f} {r['decode_us']:>10.2f}"
-              f" {r['total_us']:>9.2f} {_fmt(r['per_entry_us'], '>9.3f')}")
+        print(
+            f"  {r['message']:<22} {r['layout']:<15} {r['bytes']:>7} {r['encode_us']:>10.2f} {r['decode_us']:>10.2f}"
+            f" {r['total_us']:>9.2f} {_fmt(r['per_entry_us'], '>9.3f')}"
+        )
     print()
     print("2. DEALER -> ROUTER, sender and receiver in two processes (spawn)")
-    print(f"  {'transport':<9} {'mode':<9} {'message':<22} {'bytes':>6} {'msgs/s':>9} {'entries/s':>10}"
-          f" {'rtt p50 us':>10} {'rtt p99 us':>10} {'batches':>8} {'drops':>5}")
+    print(
+        f"  {'transport':<9} {'mode':<9} {'message':<22} {'bytes':>6} {'msgs/s':>9} {'entries/s':>10}"
+        f" {'rtt p50 us':>10} {'rtt p99 us':>10} {'batches':>8} {'drops':>5}"
+    )
     for r in socket_rows:
         msg = r["message"] + (f" x{r['entries']}" if r["entries"] else "")
-        print(f"  {r['transport']:<9} {r['mode']:<9} {msg:<22} {r['bytes']:>6} {_fmt(r['msgs_per_s'], '>9,.0f')}"
-              f" {_fmt(r.get('entries_per_s'), '>10,.0f')} {_fmt(r['rtt_us_p50'], '>10.1f')}"
-              f" {_fmt(r['rtt_us_p99'], '>10.1f')} {_fmt(r['receiver_batches'], '>8')} {r['dropped']:>5}")
+        print(
+            f"  {r['transport']:<9} {r['mode']:<9} {msg:<22} {r['bytes']:>6} {_fmt(r['msgs_per_s'], '>9,.0f')}"
+            f" {_fmt(r.get('entries_per_s'), '>10,.0f')} {_fmt(r['rtt_us_p50'], '>10.1f')}"
+            f" {_fmt(r['rtt_us_p99'], '>10.1f')} {_fmt(r['receiver_batches'], '>8')} {r['dropped']:>5}"
+        )
     print()
     print("  raw: frames only (send_frame / drain); decoded: PeerLink.send -> Inbox.drain with envelope")
     print("  decode; pingpong: one message in flight, echoed through Inbox.reply. batches = receiver drains.")
@@ -289,18 +334,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7, help="runs per codec case (median reported)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per codec run")
     p.add_argument("--skip-sockets", action="store_true")
-    p.add_argument("--gc-gen0", type=int, default=None, metavar="N",
-                   help="gc.set_threshold(N) in both processes (default: CPython's 700)")
+    p.add_argument(
+        "--gc-gen0",
+        type=int,
+        default=None,
+        metavar="N",
+        help="gc.set_threshold(N) in both processes (default: CPython's 700)",
+    )
     args = p.parse_args(argv)
     if args.gc_gen0:
         gc.set_threshold(args.gc_gen0)
     if args.quick:
         args.messages, args.pings, args.repeats, args.min_time = 20_000, 500, 3, 0.05
     params = {
-        "python": platform.python_version(), **library_versions(),
-        "msgpack": ".".join(map(str, msgpack.version)), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "entry_bytes": ENTRY_BYTES, "messages": args.messages,
-        "pings": args.pings, "repeats": args.repeats, "gc_threshold": gc.get_threshold(),
+        "python": platform.python_version(),
+        **library_versions(),
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "entry_bytes": ENTRY_BYTES,
+        "messages": args.messages,
+        "pings": args.pings,
+        "repeats": args.repeats,
+        "gc_threshold": gc.get_threshold(),
         "drain_max": DEFAULT_DRAIN,
     }
     codec_rows = bench_codec(args)

@@ -11,6 +11,7 @@ the table shows medians. Entries are built outside the timed calls.
 
 Write to a real disk: on tmpfs fsync costs nothing (the script says so).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,9 @@ import shutil
 import tempfile
 import time
 
+from benchlib import filesystem_of, median_cell, write_json
 from sandzmq.raft.messages import Entry
 from sandzmq.storage import WriteAheadLog
-from benchlib import filesystem_of, median_cell, write_json
-
-
 
 
 def run_once(directory: str, batch_size: int, entry_size: int, fsync: bool, duration: float) -> dict:
@@ -74,8 +73,13 @@ def main() -> None:
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     fstype = filesystem_of(args.dir)
     params = {
-        "dir": args.dir, "filesystem": fstype, "entry_size": args.entry_size, "duration_s": args.duration,
-        "repeat": args.repeat, "python": platform.python_version(), "machine": platform.platform(),
+        "dir": args.dir,
+        "filesystem": fstype,
+        "entry_size": args.entry_size,
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "python": platform.python_version(),
+        "machine": platform.platform(),
         "cpus": os.cpu_count(),
     }
     print("micro_wal: append + sync per batch, " + ", ".join(f"{k}={v}" for k, v in params.items()))
@@ -98,8 +102,10 @@ def main() -> None:
             cell = median_cell(runs)
             cell.update(fsync=fsync, batch_size=size)
             results.append(cell)
-            print(f"{'on' if fsync else 'off':>5} {size:>5} {cell['batches_per_s']:>10,.0f} {cell['entries_per_s']:>10,.0f} "
-                  f"{cell['append_us']:>10.1f} {cell['sync_us']:>9.1f} {cell['reopen_ms']:>9.1f}")
+            print(
+                f"{'on' if fsync else 'off':>5} {size:>5} {cell['batches_per_s']:>10,.0f} {cell['entries_per_s']:>10,.0f} "
+                f"{cell['append_us']:>10.1f} {cell['sync_us']:>9.1f} {cell['reopen_ms']:>9.1f}"
+            )
     if args.json:
         write_json(args.json, {"params": params, "results": results})
 

@@ -17,6 +17,7 @@ grow in proportion to the load. Points are the medians the scripts computed.
 The SVGs carry no date and a fixed id salt, so replotting the same data
 changes no byte of a committed file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,6 +92,7 @@ def load_all(paths: list[Path]) -> list[Series]:
 
 # ---------------------------------------------------------------- drawing
 
+
 def have_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
@@ -117,10 +119,20 @@ def draw(series: list[Series], out_dir: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     for s in series:
         pts = s.sorted_points()
-        (line,) = ax.plot([p[0] for p in pts if p[2] is not None], [p[2] for p in pts if p[2] is not None],
-                          marker="o", label=f"{s.label} p50")
-        ax.plot([p[0] for p in pts if p[3] is not None], [p[3] for p in pts if p[3] is not None],
-                marker="^", linestyle="--", color=line.get_color(), label=f"{s.label} p99")
+        (line,) = ax.plot(
+            [p[0] for p in pts if p[2] is not None],
+            [p[2] for p in pts if p[2] is not None],
+            marker="o",
+            label=f"{s.label} p50",
+        )
+        ax.plot(
+            [p[0] for p in pts if p[3] is not None],
+            [p[3] for p in pts if p[3] is not None],
+            marker="^",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{s.label} p99",
+        )
     _axes(ax, _title("Latency percentiles against load", title), "latency, ms (log scale)")
     ax.set_yscale("log")
     written.append(_save(fig, out_dir / "latency.svg"))
@@ -152,15 +164,21 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 2)[2])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     p.add_argument("results", nargs="+", type=Path, help="--json files of bench/sweep.py or bench/compare_pysyncobj.py")
     p.add_argument("--out-dir", "-o", type=Path, required=True, help="directory for throughput.svg and latency.svg")
     p.add_argument("--title", default="", help="a common title suffix, e.g. the machine")
     args = p.parse_args(argv)
     if not have_matplotlib():
-        print("plot.py: matplotlib is not installed in this Python, so no plot can be drawn.\n"
-              "  Install it with:  .venv/bin/pip install -e '.[plots]'", file=sys.stderr)
+        print(
+            "plot.py: matplotlib is not installed in this Python, so no plot can be drawn.\n"
+            "  Install it with:  .venv/bin/pip install -e '.[plots]'",
+            file=sys.stderr,
+        )
         return 2
     try:
         series = load_all(args.results)

@@ -32,6 +32,7 @@ Everything started is stopped at the end, also on Ctrl-C: the bench by its
 process group, the cluster through its supervisor (SIGTERM, then SIGKILL of
 its process group), and any process left that names the run's temp dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,10 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import kill_group, kill_leftovers, write_cluster_config, write_json
-
 from sandzmq.actors.supervisor import spawn, terminate
-from sandzmq.config import ClusterConfig, load_config
 from sandzmq.replicator.status import PID_KEYS, collect, wait_for_leader
+
+from sandzmq.config import ClusterConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -66,6 +67,7 @@ PLUMBING = ("(threading.py)", "(pykka/")
 
 
 # ---------------------------------------------------------------- pure parts
+
 
 def cpu_seconds_from_stat(stat_text: str) -> float:
     """User + system CPU seconds from the text of /proc/<pid>/stat (fields 14
@@ -103,7 +105,9 @@ class Folded:
         """The n functions with the most samples, as % of all samples; those
         whose frame contains one of `skip` left out."""
         rows = ((f, c) for f, c in counter.most_common() if not any(s in f for s in skip))
-        return [{"function": f, "samples": c, "pct": round(100 * c / self.total, 1)} for f, c in itertools.islice(rows, n)]
+        return [
+            {"function": f, "samples": c, "pct": round(100 * c / self.total, 1)} for f, c in itertools.islice(rows, n)
+        ]
 
 
 def fold_raw(lines: list[str]) -> Folded:
@@ -125,10 +129,13 @@ def fold_raw(lines: list[str]) -> Folded:
 
 def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
     """% of one core per process over the window (processes seen at both ends)."""
-    return {name: round(100 * (after[name] - before[name]) / seconds, 1) for name in before if name in after and seconds > 0}
+    return {
+        name: round(100 * (after[name] - before[name]) / seconds, 1) for name in before if name in after and seconds > 0
+    }
 
 
 # ---------------------------------------------------------------- processes
+
 
 def read_cpu(pid: int) -> float | None:
     try:
@@ -172,14 +179,28 @@ def wait_for_line(path: Path, text: str, timeout: float, proc: subprocess.Popen[
 
 
 def start_py_spy(py_spy: str, pid: int, args: argparse.Namespace, out: Path) -> subprocess.Popen[bytes]:
-    argv = [py_spy, "record", "--pid", str(pid), "-d", f"{args.seconds:g}", "-r", str(args.rate), "--nonblocking",
-            "--format", "raw", "-o", str(out)]
+    argv = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "-d",
+        f"{args.seconds:g}",
+        "-r",
+        str(args.rate),
+        "--nonblocking",
+        "--format",
+        "raw",
+        "-o",
+        str(out),
+    ]
     if args.gil:
         argv.append("--gil")
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 # ---------------------------------------------------------------- the run
+
 
 def profile(args: argparse.Namespace, workdir: Path, out_dir: Path) -> dict[str, Any]:
     """Start, load, sample, stop; the raw results (CPU shares, bench report, folded profiles)."""
@@ -193,21 +214,35 @@ def profile(args: argparse.Namespace, workdir: Path, out_dir: Path) -> dict[str,
             cluster = spawn(config_path, stdout=log_file, stderr=log_file)
         leader = wait_for_leader(config, 30.0, alive=lambda: cluster.poll() is None)
         reports = dict(wait_for_pids(config, 30.0))
-        log(f"{leader} leads; pids raft/log/apply: " +
-            ", ".join(f"{n} {'/'.join(str(r['pids'][k]) for k in PID_KEYS)}" for n, r in reports.items() if r))
+        log(
+            f"{leader} leads; pids raft/log/apply: "
+            + ", ".join(f"{n} {'/'.join(str(r['pids'][k]) for k in PID_KEYS)}" for n, r in reports.items() if r)
+        )
         bench_err = workdir / "bench.stderr"
         with open(bench_err, "wb") as err, open(workdir / "bench.stdout", "wb") as so:
-            bench = subprocess.Popen(_bench_argv(config_path, args, workdir / "bench.json"), stdin=subprocess.DEVNULL,
-                                     stdout=so, stderr=err, start_new_session=True)
+            bench = subprocess.Popen(
+                _bench_argv(config_path, args, workdir / "bench.json"),
+                stdin=subprocess.DEVNULL,
+                stdout=so,
+                stderr=err,
+                start_new_session=True,
+            )
         wait_for_line(bench_err, " leads", 40.0, bench)
         time.sleep(1.0 + args.warmup)  # the bench's own 1 s warm-up, then ours, inside its measured window
-        pids = {f"{n} {k}{' (leader)' if n == leader else ''}": r["pids"][k] for n, r in reports.items() if r for k in PID_KEYS}
+        pids = {
+            f"{n} {k}{' (leader)' if n == leader else ''}": r["pids"][k]
+            for n, r in reports.items()
+            if r
+            for k in PID_KEYS
+        }
         pids["bench client"] = bench.pid
         targets = {**{k: reports[leader]["pids"][k] for k in PID_KEYS}, "client": bench.pid}
         py_spy = None if args.no_py_spy else find_py_spy()
         cpu0, t0 = snapshot(pids), time.monotonic()
         if py_spy:
-            spies = {kind: start_py_spy(py_spy, pid, args, out_dir / f"{kind}.raw.txt") for kind, pid in targets.items()}
+            spies = {
+                kind: start_py_spy(py_spy, pid, args, out_dir / f"{kind}.raw.txt") for kind, pid in targets.items()
+            }
             spy_cpu0 = snapshot({kind: p.pid for kind, p in spies.items()})
         time.sleep(args.seconds)
         cpu1, t1 = snapshot(pids), time.monotonic()
@@ -234,18 +269,47 @@ def profile(args: argparse.Namespace, workdir: Path, out_dir: Path) -> dict[str,
     for kind in PROFILED if py_spy else ():
         raw = out_dir / f"{kind}.raw.txt"
         folded = fold_raw(raw.read_text().splitlines()) if raw.exists() else Folded()
-        profiles[kind] = {"pid": targets[kind], "samples": folded.total, "raw": str(raw), "problem": problems.get(kind),
-                          "self": folded.top(folded.self_samples, args.top),
-                          "inclusive": folded.top(folded.inclusive, args.top, skip=PLUMBING)}
-    return {"leader": leader, "pids": pids, "window_s": round(t1 - t0, 2), "cpu_pct": shares,
-            "py_spy": py_spy, "bench": bench_report, "profiles": profiles}
+        profiles[kind] = {
+            "pid": targets[kind],
+            "samples": folded.total,
+            "raw": str(raw),
+            "problem": problems.get(kind),
+            "self": folded.top(folded.self_samples, args.top),
+            "inclusive": folded.top(folded.inclusive, args.top, skip=PLUMBING),
+        }
+    return {
+        "leader": leader,
+        "pids": pids,
+        "window_s": round(t1 - t0, 2),
+        "cpu_pct": shares,
+        "py_spy": py_spy,
+        "bench": bench_report,
+        "profiles": profiles,
+    }
 
 
 def _bench_argv(config: Path, args: argparse.Namespace, out: Path) -> list[str]:
     """The load: long enough to cover the warm-up, the sampling and py-spy's start."""
-    return [sys.executable, "-m", "sandzmq.cli.main", "bench", "--config", str(config), "--clients", str(args.clients),
-            "--inflight", str(args.inflight), "--size", str(args.size), "--warmup", "1",
-            "--duration", f"{args.warmup + args.seconds + 2:g}", "--json", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "sandzmq.cli.main",
+        "bench",
+        "--config",
+        str(config),
+        "--clients",
+        str(args.clients),
+        "--inflight",
+        str(args.inflight),
+        "--size",
+        str(args.size),
+        "--warmup",
+        "1",
+        "--duration",
+        f"{args.warmup + args.seconds + 2:g}",
+        "--json",
+        str(out),
+    ]
 
 
 def _finish_spies(spies: dict[str, subprocess.Popen[bytes]], timeout: float) -> dict[str, str]:
@@ -272,25 +336,38 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- output
 
+
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
-    lines = [f"CPU over {result['window_s']:g} s, % of one core ({os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}):"]
+    lines = [
+        f"CPU over {result['window_s']:g} s, % of one core ({os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}):"
+    ]
     width = max(map(len, result["cpu_pct"]))
     lines += [f"  {name:<{width}}  {pct:6.1f}" for name, pct in result["cpu_pct"].items()]
     lines.append(f"  {'total':<{width}}  {sum(result['cpu_pct'].values()):6.1f}")
     bench = result["bench"]
     if bench:
         lat = bench["latency_ms"]
-        lines.append(f"bench: {bench['ops_per_s']:,.0f} ops/s, p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
-                     f"errors {bench['errors']}; entries per AppendEntries {bench.get('entries_per_append')}, "
-                     f"per fsync {bench.get('entries_per_fsync')}")
+        lines.append(
+            f"bench: {bench['ops_per_s']:,.0f} ops/s, p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
+            f"errors {bench['errors']}; entries per AppendEntries {bench.get('entries_per_append')}, "
+            f"per fsync {bench.get('entries_per_fsync')}"
+        )
     if not result["py_spy"]:
-        lines.append("no profiles: py-spy is not installed (.venv/bin/pip install py-spy)"
-                     if not args.no_py_spy else "no profiles (--no-py-spy)")
+        lines.append(
+            "no profiles: py-spy is not installed (.venv/bin/pip install py-spy)"
+            if not args.no_py_spy
+            else "no profiles (--no-py-spy)"
+        )
     for kind, prof in result["profiles"].items():
         lines.append("")
-        lines.append(f"== {kind} (pid {prof['pid']}): {prof['samples']} samples" +
-                     (f"  [{prof['problem']}]" if prof["problem"] else ""))
-        for title, key in (("self%  function", "self"), ("incl%  function (the threading/pykka outer frames left out)", "inclusive")):
+        lines.append(
+            f"== {kind} (pid {prof['pid']}): {prof['samples']} samples"
+            + (f"  [{prof['problem']}]" if prof["problem"] else "")
+        )
+        for title, key in (
+            ("self%  function", "self"),
+            ("incl%  function (the threading/pykka outer frames left out)", "inclusive"),
+        ):
             lines.append(f"  {title}")
             lines += [f"  {row['pct']:5.1f}  {row['function']}" for row in prof[key]]
     return "\n".join(lines)
@@ -301,22 +378,31 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 2)[2])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     p.add_argument("--nodes", type=int, default=3, help="cluster size (default: %(default)s)")
     p.add_argument("--clients", type=int, default=4, help="bench --clients (default: %(default)s)")
     p.add_argument("--inflight", type=int, default=64, help="bench --inflight per client (default: %(default)s)")
     p.add_argument("--size", type=int, default=128, help="bench --size, bytes (default: %(default)s)")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds of measured load before sampling (default: %(default)s)")
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of measured load before sampling (default: %(default)s)"
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="sampling window, seconds (default: %(default)s)")
     p.add_argument("--rate", type=int, default=500, help="py-spy samples per second (default: %(default)s)")
     p.add_argument("--gil", action="store_true", help="py-spy --gil: only samples holding the GIL (see below)")
     p.add_argument("--no-py-spy", action="store_true", help="only the CPU table, no profiles")
-    p.add_argument("--fsync", choices=("on", "off"), default="on", help="raft.fsync of the cluster (default: %(default)s)")
+    p.add_argument(
+        "--fsync", choices=("on", "off"), default="on", help="raft.fsync of the cluster (default: %(default)s)"
+    )
     p.add_argument("--max-inflight", type=int, default=0, help="raft.max_inflight (default: the config default)")
     p.add_argument("--max-batch", type=int, default=0, help="raft.max_batch_entries (default: the config default)")
     p.add_argument("--top", type=int, default=15, help="functions listed per profile and kind (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, help="keep the raw py-spy profiles here (default: deleted with the temp dir)")
+    p.add_argument(
+        "--out-dir", type=Path, help="keep the raw py-spy profiles here (default: deleted with the temp dir)"
+    )
     p.add_argument("--tmp-dir", default=None, help="where the run directory goes (default: the system temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the run directory (config, logs, data, profiles)")
     p.add_argument("--json", metavar="OUT", help="write the CPU shares, the bench report and the profiles as JSON")
@@ -331,9 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="profile-", dir=args.tmp_dir))
     out_dir = args.out_dir or workdir / "profiles"
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"profile: {args.nodes} nodes (fsync {args.fsync}), bench {args.clients} x {args.inflight} in flight, "
+    log(
+        f"profile: {args.nodes} nodes (fsync {args.fsync}), bench {args.clients} x {args.inflight} in flight, "
         f"{args.size} B; {args.seconds:g} s at {args.rate} Hz{' --gil' if args.gil else ''}, after {args.warmup:g} s; "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}")
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # clean up as on Ctrl-C

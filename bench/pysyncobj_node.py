@@ -29,6 +29,7 @@ Protocol with the orchestrator (one JSON object per line):
     stdout  {"result": {...}}                                 after the window and the grace period
     stdin   "stop"  (or EOF)                                  then it destroys the node and exits
 """
+
 from __future__ import annotations
 
 import argparse
@@ -189,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=int, default=0, help="this node's number (key prefix)")
     p.add_argument("--size", type=int, default=128, help="bytes of each command's value")
     p.add_argument("--ready-timeout", type=float, default=20.0)
-    p.add_argument("--tag", default="", help="ignored: marks the command line so the orchestrator can find its processes")
+    p.add_argument(
+        "--tag", default="", help="ignored: marks the command line so the orchestrator can find its processes"
+    )
     args = p.parse_args(argv)
 
     conf = SyncObjConf()  # PySyncObj's defaults: in-memory log, no fsync
@@ -198,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     while (obj._getLeader() is None or not obj.isReady()) and time.monotonic() < deadline:
         time.sleep(0.05)
     leader = obj._getLeader()
-    _emit({"ready": leader is not None, "self": args.self_addr,
-           "leader": None if leader is None else str(getattr(leader, "address", leader)),
-           "is_leader": obj._isLeader()})
+    _emit(
+        {
+            "ready": leader is not None,
+            "self": args.self_addr,
+            "leader": None if leader is None else str(getattr(leader, "address", leader)),
+            "is_leader": obj._isLeader(),
+        }
+    )
     if leader is None:
         obj.destroy()
         return 1

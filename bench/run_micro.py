@@ -15,6 +15,7 @@ a shared 2-core machine: rerun before you believe one.
 Keep the machine otherwise idle while it runs; it takes about a minute
 (--quick: about 20 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,16 @@ def run_apply(quick: bool, tmp: str) -> dict[str, Any]:
 
 def run_wal(quick: bool, tmp: str) -> dict[str, Any]:
     out = os.path.join(tmp, "wal.json")
-    args = ["--batch-sizes", "1,64,512", "--duration", "0.3" if quick else "0.5", "--repeat", "1" if quick else "3",
-            "--json", out]
+    args = [
+        "--batch-sizes",
+        "1,64,512",
+        "--duration",
+        "0.3" if quick else "0.5",
+        "--repeat",
+        "1" if quick else "3",
+        "--json",
+        out,
+    ]
     return _run("micro_wal.py", args, out, 300)
 
 
@@ -97,14 +106,24 @@ def summarize(raw: dict[str, Any]) -> list[tuple[Row, float | None]]:
         for r in raw["apply"]["results"]:
             b = r["batch"]
             add(f"apply.{b}.apply_us_entry", f"apply _apply loop, batch {b}", "us/entry", True, r["apply_us_per_entry"])
-            add(f"apply.{b}.total_us_entry", f"apply decode+_on_batch, batch {b}", "us/entry", True, r["total_us_per_entry"])
+            add(
+                f"apply.{b}.total_us_entry",
+                f"apply decode+_on_batch, batch {b}",
+                "us/entry",
+                True,
+                r["total_us_per_entry"],
+            )
     if "wal" in raw:
         for r in raw["wal"]["results"]:
             fs, b = "fsync" if r["fsync"] else "no-fsync", r["batch_size"]
-            add(f"wal.{fs}.{b}.us_batch", f"wal append+sync ({fs}), batch {b}", "us/batch", True,
-                r["append_us"] + r["sync_us"])
-            add(f"wal.{fs}.{b}.append_us_entry", f"wal append ({fs}), batch {b}", "us/entry", True,
-                r["append_us"] / b)
+            add(
+                f"wal.{fs}.{b}.us_batch",
+                f"wal append+sync ({fs}), batch {b}",
+                "us/batch",
+                True,
+                r["append_us"] + r["sync_us"],
+            )
+            add(f"wal.{fs}.{b}.append_us_entry", f"wal append ({fs}), batch {b}", "us/entry", True, r["append_us"] / b)
     if "transport" in raw:
         for r in raw["transport"]["codec"]:
             if r["layout"] != "columnar":
@@ -124,10 +143,20 @@ def summarize(raw: dict[str, Any]) -> list[tuple[Row, float | None]]:
     if "client" in raw:
         for r in raw["client"]["results"]:
             cell = f"{r['clients']}x{r['inflight']}"
-            add(f"client.{cell}.us_op", f"client replicate_async, {r['clients']} x {r['inflight']} in flight", "cpu us/op",
-                True, r["cpu_us_per_op"])
-            add(f"client.{cell}.rate", f"client replicate_async, {r['clients']} x {r['inflight']} in flight", "ops/s",
-                False, r["ops_per_s"])
+            add(
+                f"client.{cell}.us_op",
+                f"client replicate_async, {r['clients']} x {r['inflight']} in flight",
+                "cpu us/op",
+                True,
+                r["cpu_us_per_op"],
+            )
+            add(
+                f"client.{cell}.rate",
+                f"client replicate_async, {r['clients']} x {r['inflight']} in flight",
+                "ops/s",
+                False,
+                r["ops_per_s"],
+            )
     return rows
 
 
@@ -179,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(Path(args.baseline).read_text())
         baseline = old["summary"]
         if old.get("machine", {}).get("quick") != args.quick:
-            print("note: the baseline was run with" + ("" if old.get("machine", {}).get("quick") else "out")
-                  + " --quick and this run is not the same: compare like with like", file=sys.stderr)
+            print(
+                "note: the baseline was run with"
+                + ("" if old.get("machine", {}).get("quick") else "out")
+                + " --quick and this run is not the same: compare like with like",
+                file=sys.stderr,
+            )
     raw: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="run_micro-") as tmp:
         for name in wanted:
@@ -188,8 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             raw[name] = RUNNERS[name](args.quick, tmp)
             print(f"  done in {raw[name]['_seconds']} s", file=sys.stderr, flush=True)
     rows = summarize(raw)
-    machine = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-               "loadavg_after": [round(x, 2) for x in os.getloadavg()], "quick": args.quick}
+    machine = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "quick": args.quick,
+    }
     print(f"sandzmq micro-benchmarks ({', '.join(f'{k}={v}' for k, v in machine.items())})")
     print_summary(rows, baseline)
     if args.json:

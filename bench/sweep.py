@@ -26,6 +26,7 @@ sends it SIGTERM, on which it stops its cluster through the supervisor
 gone and its supervisor is not, the supervisor gets the same; a last
 backstop kills any process whose command line names the run's temp dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,6 @@ from benchlib import (
     write_cluster_config,
     write_json,
 )
-
 from sandzmq.benchmark import max_rss
 
 #: The per-run numbers the medians are taken of.
@@ -82,14 +82,17 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return (f"{self.nodes}n {self.size}B win {self.max_inflight} batch {self.max_batch} "
-                f"load {self.clients}x{self.inflight}")
+        return (
+            f"{self.nodes}n {self.size}B win {self.max_inflight} batch {self.max_batch} "
+            f"load {self.clients}x{self.inflight}"
+        )
 
 
 # ---------------------------------------------------------------- the grid
 
+
 def int_list(text: str) -> list[int]:
-    """"1,2,4" -> [1, 2, 4] (argparse type)."""
+    """ "1,2,4" -> [1, 2, 4] (argparse type)."""
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -100,7 +103,7 @@ def int_list(text: str) -> list[int]:
 
 
 def load_list(text: str) -> list[tuple[int, int]]:
-    """"4x64,8x128" -> [(4, 64), (8, 128)]: (clients, in flight per client) (argparse type)."""
+    """ "4x64,8x128" -> [(4, 64), (8, 128)]: (clients, in flight per client) (argparse type)."""
     loads = []
     for item in (x.strip().lower() for x in text.split(",") if x.strip()):
         clients, sep, inflight = item.partition("x")
@@ -112,10 +115,13 @@ def load_list(text: str) -> list[tuple[int, int]]:
     return loads
 
 
-def grid(nodes: list[int], sizes: list[int], max_inflight: list[int], max_batch: list[int],
-         loads: list[tuple[int, int]]) -> list[Cell]:
+def grid(
+    nodes: list[int], sizes: list[int], max_inflight: list[int], max_batch: list[int], loads: list[tuple[int, int]]
+) -> list[Cell]:
     """Every combination, in a stable order (the table's order)."""
-    return [Cell(n, s, w, b, c, i) for n, s, w, b, (c, i) in itertools.product(nodes, sizes, max_inflight, max_batch, loads)]
+    return [
+        Cell(n, s, w, b, c, i) for n, s, w, b, (c, i) in itertools.product(nodes, sizes, max_inflight, max_batch, loads)
+    ]
 
 
 def schedule(cells: list[Cell], repeats: int) -> list[tuple[int, Cell]]:
@@ -130,11 +136,13 @@ def schedule(cells: list[Cell], repeats: int) -> list[tuple[int, Cell]]:
 
 # ---------------------------------------------------------------- configs
 
+
 def cell_raft_options(cell: Cell) -> dict[str, int]:
     return {"max_inflight": cell.max_inflight, "max_batch_entries": cell.max_batch}
 
 
 # ---------------------------------------------------------------- one run
+
 
 def bench_argv(config: Path, cell: Cell, args: argparse.Namespace, out: Path) -> list[str]:
     return [
@@ -169,8 +177,13 @@ def run_cell(cell: Cell, args: argparse.Namespace) -> dict[str, Any]:
     proc = None
     try:
         with open(stderr_path, "wb") as err, open(workdir / "bench.stdout", "wb") as so:
-            proc = subprocess.Popen(bench_argv(config, cell, args, out), stdin=subprocess.DEVNULL, stdout=so,
-                                    stderr=err, start_new_session=True)
+            proc = subprocess.Popen(
+                bench_argv(config, cell, args, out),
+                stdin=subprocess.DEVNULL,
+                stdout=so,
+                stderr=err,
+                start_new_session=True,
+            )
             proc.wait(args.warmup + args.duration + args.timeout + 90)
         if proc.returncode != 0 or not out.exists():
             tail = " | ".join(stderr_path.read_text(errors="replace").splitlines()[-3:])
@@ -226,7 +239,7 @@ def supervisor_pid(bench_stderr: str) -> int | None:
     at = bench_stderr.find(marker)
     if at < 0:
         return None
-    digits = "".join(itertools.takewhile(str.isdigit, bench_stderr[at + len(marker):]))
+    digits = "".join(itertools.takewhile(str.isdigit, bench_stderr[at + len(marker) :]))
     return int(digits) if digits else None
 
 
@@ -246,6 +259,7 @@ def _killpg(pgid: int, signum: int) -> None:
 
 
 # ---------------------------------------------------------------- summary
+
 
 def cell_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians of the successful runs of one cell, per metric; a metric some
@@ -293,6 +307,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 
 # ---------------------------------------------------------------- main
 
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -303,16 +318,31 @@ def _duration(seconds: float) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 2)[2])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     p.add_argument("--nodes", type=int_list, default=[3], help="node counts, e.g. 3,5 (default: 3)")
     p.add_argument("--sizes", type=int_list, default=[128], help="command sizes in bytes, e.g. 128,1024 (default: 128)")
-    p.add_argument("--max-inflight", type=int_list, default=[1, 4, 16],
-                   help="raft.max_inflight values, e.g. 1,2,4,8,16 (default: 1,4,16)")
-    p.add_argument("--max-batch", type=int_list, default=[512],
-                   help="raft.max_batch_entries values, e.g. 64,256,512,2048 (default: 512)")
-    p.add_argument("--loads", type=load_list, default=[(4, 64), (4, 256)],
-                   help="load levels CLIENTSxINFLIGHT, comma-separated (default: 4x64,4x256)")
+    p.add_argument(
+        "--max-inflight",
+        type=int_list,
+        default=[1, 4, 16],
+        help="raft.max_inflight values, e.g. 1,2,4,8,16 (default: 1,4,16)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int_list,
+        default=[512],
+        help="raft.max_batch_entries values, e.g. 64,256,512,2048 (default: 512)",
+    )
+    p.add_argument(
+        "--loads",
+        type=load_list,
+        default=[(4, 64), (4, 256)],
+        help="load levels CLIENTSxINFLIGHT, comma-separated (default: 4x64,4x256)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs per cell, round-robin (default: %(default)s)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default: %(default)s)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring (default: %(default)s)")
@@ -328,8 +358,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def machine_info(tmp: str) -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "tmp_dir": tmp, "tmp_filesystem": filesystem_of(tmp), "loadavg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "tmp_dir": tmp,
+        "tmp_filesystem": filesystem_of(tmp),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = schedule(cells, args.repeats)
     machine = machine_info(args.tmp_dir or tempfile.gettempdir())
     per_run = args.warmup + args.duration + STARTUP_S
-    log(f"sweep: {len(cells)} cell(s) x {args.repeats} round(s) = {len(plan)} runs, "
-        f"{args.warmup:g} s warm-up + {args.duration:g} s each, about {_duration(len(plan) * per_run)}")
+    log(
+        f"sweep: {len(cells)} cell(s) x {args.repeats} round(s) = {len(plan)} runs, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s each, about {_duration(len(plan) * per_run)}"
+    )
     log("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
     if machine["tmp_filesystem"] in ("tmpfs", "ramfs"):
         log(f"WARNING: {machine['tmp_dir']} is {machine['tmp_filesystem']}: fsync costs nothing there (--tmp-dir)")
@@ -362,12 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: reporting the runs done so far")
     rows = summarize(cells, runs)
-    print(f"medians of up to {args.repeats} run(s) per cell; 127.0.0.1, fsync on, kv state machine; "
-          f"win = raft.max_inflight, batch = raft.max_batch_entries, outst. = clients x inflight")
+    print(
+        f"medians of up to {args.repeats} run(s) per cell; 127.0.0.1, fsync on, kv state machine; "
+        f"win = raft.max_inflight, batch = raft.max_batch_entries, outst. = clients x inflight"
+    )
     print(render_table(rows))
     if args.json:
         params = {k: v for k, v in vars(args).items() if k not in ("json", "dry_run")}
-        write_json(args.json, {"kind": "sandzmq-sweep", "machine": machine, "params": params, "cells": rows, "runs": runs})
+        write_json(
+            args.json, {"kind": "sandzmq-sweep", "machine": machine, "params": params, "cells": rows, "runs": runs}
+        )
     return 0 if runs and all(run["ok"] for run in runs) else 1
 
 
@@ -375,9 +417,11 @@ def _run_line(result: dict[str, Any]) -> str:
     if not result["ok"]:
         return f"FAILED: {result['error']}"
     fmt = _fmt
-    return (f"{result['ops_per_s']:,.0f} ops/s, p50 {fmt(result['p50_ms'], '.2f')} ms, p99 {fmt(result['p99_ms'], '.2f')} ms, "
-            f"{fmt(result['entries_per_append'], '.1f')} entries/append, {fmt(result['entries_per_fsync'], '.1f')} "
-            f"entries/fsync, max RSS {fmt(result['max_rss_mib'], '.1f')} MiB, errors {result['errors']}")
+    return (
+        f"{result['ops_per_s']:,.0f} ops/s, p50 {fmt(result['p50_ms'], '.2f')} ms, p99 {fmt(result['p99_ms'], '.2f')} ms, "
+        f"{fmt(result['entries_per_append'], '.1f')} entries/append, {fmt(result['entries_per_fsync'], '.1f')} "
+        f"entries/fsync, max RSS {fmt(result['max_rss_mib'], '.1f')} MiB, errors {result['errors']}"
+    )
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -17,6 +17,7 @@ scripts under bench/ show it each in their own way.
     report     the report object and what is read back out of it
     run        run_bench, tying the above together
 """
+
 from sandzmq.benchmark.cluster import NoLeaderError
 from sandzmq.benchmark.events import ClusterStarted, ClusterStopped, Event, LeaderFound, OnEvent, Progress
 from sandzmq.benchmark.options import BenchOptions

@@ -1,6 +1,7 @@
 """The cluster a run measures: one already running (here or on other
 hosts), or the config's own cluster, started for the run and stopped after
 it whatever happens; and, either way, its leader."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,10 @@ from pathlib import Path
 from sandzmq.actors.supervisor import spawn, terminate
 from sandzmq.benchmark.events import ClusterStarted, ClusterStopped, LeaderFound, OnEvent
 from sandzmq.benchmark.options import BenchOptions
+from sandzmq.replicator.status import wait_for_leader
+
 from sandzmq.config import ClusterConfig
 from sandzmq.errors import SandzmqError
-from sandzmq.replicator.status import wait_for_leader
 
 #: Seconds a cluster that was already running gets to show a leader: it has
 #: had its chance to elect one, so a long wait would only hide that it is down.

@@ -3,6 +3,7 @@
 A run never prints: it hands these to the caller's callback, and the caller
 (the command line, a script, a test) shows them as it likes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

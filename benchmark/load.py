@@ -7,6 +7,7 @@ client's I/O thread sends next. Each operation's latency runs from the
 replicate_async() call to its future's resolution: what an application
 calling replicate() would see.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from sandzmq.benchmark.recorder import Recorder
-from sandzmq.config import ClusterConfig
 from sandzmq.replicator.client import Client
 from sandzmq.statemachines.kv import encode_put
+
+from sandzmq.config import ClusterConfig
 
 KEYS_PER_CLIENT = 1024  # the kv state stays bounded however long the run
 ENCODED_BUDGET = 32 << 20  # bytes of pre-encoded commands per client; big values get fewer keys
@@ -45,7 +47,9 @@ def command_factory(config: ClusterConfig, client_index: int, size: int) -> Call
 class Driver:
     """Keeps `inflight` commands in flight on one Client until stopped."""
 
-    def __init__(self, client: Client, make: Callable[[int], bytes], inflight: int, timeout: float, recorder: Recorder) -> None:
+    def __init__(
+        self, client: Client, make: Callable[[int], bytes], inflight: int, timeout: float, recorder: Recorder
+    ) -> None:
         self.client, self.make, self.inflight, self.timeout = client, make, inflight, timeout
         self.recorder = recorder
         self.stopping = False

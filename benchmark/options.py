@@ -1,5 +1,6 @@
 """What a benchmark run is asked to do: how much load, for how long it is
 measured, and whether it starts the cluster itself."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,14 +7,16 @@ node's pid may be some other process here, and a dead actor's pid may have
 been reused. So only nodes on this host, and only pids that still run
 sandzmq, are sampled.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import socket
 from typing import Any
 
-from sandzmq.config import ClusterConfig
 from sandzmq.replicator.status import PID_KEYS
+
+from sandzmq.config import ClusterConfig
 
 
 def parse_vmrss_mib(status_text: str) -> float | None:
@@ -76,7 +78,9 @@ def is_sandzmq_process(pid: int) -> bool:
         return False
 
 
-def local_actor_pids(config: ClusterConfig, reports: list[tuple[str, dict[str, Any] | None]]) -> dict[str, dict[str, int]]:
+def local_actor_pids(
+    config: ClusterConfig, reports: list[tuple[str, dict[str, Any] | None]]
+) -> dict[str, dict[str, int]]:
     """{node id: {actor kind: pid}} for the actors whose memory can be read
     here: nodes on this host, pids that are sandzmq processes."""
     found: dict[str, dict[str, int]] = {}

@@ -5,6 +5,7 @@ Recording sits on the hot path of every operation, on the clients' own
 threads: whatever it costs is measured as the cluster's latency. Hence the
 flat array below rather than a list of tuples.
 """
+
 from __future__ import annotations
 
 from array import array

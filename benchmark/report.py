@@ -7,6 +7,7 @@ are counted, never timed as successes; the parameters that change the
 numbers (fsync from the config, sizes, concurrency, node count) are part of
 the report, so no number travels without them.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ from typing import Any
 from sandzmq.benchmark.options import BenchOptions
 from sandzmq.benchmark.recorder import percentile
 from sandzmq.benchmark.watch import RATIOS
+
 from sandzmq.config import ClusterConfig
 
 

@@ -1,5 +1,6 @@
 """One benchmark run, start to end: the cluster, the load, the measured
 window, the report."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,9 @@ from sandzmq.benchmark.options import BenchOptions
 from sandzmq.benchmark.recorder import Recorder, percentile
 from sandzmq.benchmark.report import Measurement, build_report
 from sandzmq.benchmark.watch import ClusterWatch
-from sandzmq.config import ClusterConfig
 from sandzmq.replicator.client import Client
+
+from sandzmq.config import ClusterConfig
 
 PROGRESS_INTERVAL = 1.0  # seconds between two Progress events
 MIN_INTERVAL = 0.2  # a last interval shorter than this says nothing: no Progress for it

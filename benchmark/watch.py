@@ -6,6 +6,7 @@ Both come from the nodes' status reports and /proc, never from inside the
 cluster, so the bench works against any running cluster, and the watching
 costs the cluster a few status requests per run.
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,9 @@ import time
 from typing import Any
 
 from sandzmq.benchmark.processes import local_actor_pids, read_rss_mib
-from sandzmq.config import ClusterConfig
 from sandzmq.replicator.status import collect, node_status
+
+from sandzmq.config import ClusterConfig
 
 RSS_INTERVAL = 0.5  # seconds between two memory samples of the actor processes
 #: The leader's cumulative counters ("stats" in its status report) and the

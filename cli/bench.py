@@ -4,6 +4,7 @@ The run is the library's. This module prints what it is about to measure
 and, as the run reports them, its events on stderr (the live progress);
 then the human summary on stdout, and the report to --json OUT.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,17 @@ from sandzmq.benchmark import (
     run_bench,
     sigterm_as_interrupt,
 )
+
 from sandzmq.config import ClusterConfig
 
 
-def run(config: ClusterConfig, options: BenchOptions, json_out: str | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(
+    config: ClusterConfig,
+    options: BenchOptions,
+    json_out: str | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     """The whole command; returns the exit status: 0 if operations committed,
     1 if none did or no node leads."""
     print(header(config, options), file=err)

@@ -4,6 +4,7 @@ Every command turns a ConfigError into one line, `sandzmq: <file>: <key>:
 <problem>`, on stderr and exit status 2, with no traceback (SPEC 4); other
 deliberate errors (SandzmqError) into `sandzmq: <message>` and status 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,11 +47,15 @@ def start(
     config: ConfigOption,
     node: Annotated[
         list[str] | None,
-        typer.Option("--node", "-n", help="A node to run (repeatable); all nodes of the file when none is named.", metavar="ID"),
+        typer.Option(
+            "--node", "-n", help="A node to run (repeatable); all nodes of the file when none is named.", metavar="ID"
+        ),
     ] = None,
     parent_fd: Annotated[
         int | None,
-        typer.Option("--parent-fd", hidden=True, help="Stop when this inherited pipe reaches EOF (the parent is gone)."),
+        typer.Option(
+            "--parent-fd", hidden=True, help="Stop when this inherited pipe reaches EOF (the parent is gone)."
+        ),
     ] = None,
 ) -> None:
     """Run nodes in the foreground: each node's log-store, apply and raft actors,
@@ -88,14 +93,20 @@ def status(
 @app.command()
 def bench(
     config: ConfigOption,
-    spawn: Annotated[bool, typer.Option("--spawn", help="Start the cluster of the file first, and stop it afterwards.")] = False,
+    spawn: Annotated[
+        bool, typer.Option("--spawn", help="Start the cluster of the file first, and stop it afterwards.")
+    ] = False,
     clients: Annotated[int, typer.Option(help="Client sessions driving load.", metavar="N", min=1)] = 4,
     inflight: Annotated[int, typer.Option(help="Commands each client keeps in flight.", metavar="N", min=1)] = 64,
     size: Annotated[int, typer.Option(help="Bytes of each command's value.", metavar="BYTES", min=0)] = 128,
     duration: Annotated[float, typer.Option(help="Seconds measured (after the warm-up).", metavar="S", min=0.1)] = 10.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.", metavar="S", min=0.0)] = 1.0,
-    timeout: Annotated[float, typer.Option(help="Each command's replicate timeout, seconds.", metavar="S", min=0.01)] = 5.0,
-    json_out: Annotated[str | None, typer.Option("--json", help="Write the results as JSON to this file.", metavar="OUT")] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Each command's replicate timeout, seconds.", metavar="S", min=0.01)
+    ] = 5.0,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the results as JSON to this file.", metavar="OUT")
+    ] = None,
 ) -> None:
     """Drive replicate() load at the cluster and report committed ops/s and latency
     percentiles (p50, p90, p99, max), with live progress."""

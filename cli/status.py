@@ -6,6 +6,7 @@ keys below, every one of them present, null where a node does not answer.
 Anything else a node reports (its followers' progress, drop counters by
 reason) goes only into the human view, where nobody parses it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

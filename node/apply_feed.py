@@ -16,6 +16,7 @@ to start over:
   APPLY_SILENCE_S is taken for dead, and the node must not lead meanwhile
   (it could commit but never answer a client, nor apply what it commits).
 """
+
 from __future__ import annotations
 
 from sandzmq.protocol import ApplyBatch, ApplyResults, ApplyState

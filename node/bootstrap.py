@@ -30,6 +30,7 @@ The first start of a new cluster therefore waits until every node of the
 config file is up; after that, a majority is enough, as Raft says.
 Nodes with join = true take no part: they wait to be added (SPEC 7).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -118,8 +119,10 @@ class Handshake:
             return Propose()
         members = {r.cluster_id for r in self.reports.values() if r.state is DataState.MEMBER}
         if len(members) > 1:
-            return Refuse(f"{self.node_id}: its peers belong to different clusters ({', '.join(sorted(members))}); "
-                          "some node holds another cluster's data")
+            return Refuse(
+                f"{self.node_id}: its peers belong to different clusters ({', '.join(sorted(members))}); "
+                "some node holds another cluster's data"
+            )
         if members:
             return Become(members.pop())
         waiting = tuple(p for p, r in self.reports.items() if r.state is not DataState.PROPOSED)

@@ -21,6 +21,7 @@ at most MAX_PENDING_LOCAL_QUERIES at a time.
 Every answer goes to the turn's ClientReply for its client (Output.reply_to):
 per-request work stays in columns (ClientReply.add_range, PendingProposals.resolve).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -99,7 +100,8 @@ class ClientRequests:
                     self._queue(identity, request_id - len(run), run)
                     run = []
                 out.reply_to(identity).add(
-                    request_id, ReplyStatus.ERROR, f"command of {len(payload)} bytes exceeds max_batch_bytes ({limit})")
+                    request_id, ReplyStatus.ERROR, f"command of {len(payload)} bytes exceeds max_batch_bytes ({limit})"
+                )
             else:
                 run.append(payload)
         if run:
@@ -107,7 +109,9 @@ class ClientRequests:
 
     def query(self, identity: bytes, query: ClientQuery, core: RaftCore | None, out: Output) -> None:
         if query.consistency not in CONSISTENCY_LEVELS:
-            out.reply_to(identity).add(query.request_id, ReplyStatus.ERROR, f"unknown consistency {query.consistency!r}")
+            out.reply_to(identity).add(
+                query.request_id, ReplyStatus.ERROR, f"unknown consistency {query.consistency!r}"
+            )
             return
         if query.consistency == "local":
             if len(self.local_queries) >= MAX_PENDING_LOCAL_QUERIES:

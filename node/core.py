@@ -38,6 +38,7 @@ Per-command work stays in columns, as the wire carries it: a ClientSubmit
 is one queued run, a proposal one call, results are matched run by run
 (node/proposals.py) and answers extend a ClientReply's columns.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,6 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from sandzmq.config import ClusterConfig
 from sandzmq.protocol import (
     ApplyResults,
     ApplyState,
@@ -65,6 +65,8 @@ from sandzmq.raft import CoreConfig, MemoryLog, Message, RaftCore, Ready, Role
 from sandzmq.raft.log import ColdReader
 from sandzmq.raft.messages import AppendEntries
 
+from sandzmq.config import ClusterConfig
+
 from .apply_feed import ApplyFeed
 from .clients import ClientRequests
 from .log_writes import LogWrites
@@ -76,8 +78,16 @@ log = logging.getLogger(__name__)
 #: Committed entries kept in memory; older ones are read through the cold reader.
 MEMORY_TAIL_ENTRIES = 50_000
 #: Cumulative counters for `status` and `sandzmq bench` (batching at each hop).
-STATS = ("append_messages", "append_entries", "fsyncs", "fsync_entries", "log_resyncs", "log_mismatches",
-         "apply_entries", "apply_rewinds")
+STATS = (
+    "append_messages",
+    "append_entries",
+    "fsyncs",
+    "fsync_entries",
+    "log_resyncs",
+    "log_mismatches",
+    "apply_entries",
+    "apply_rewinds",
+)
 
 
 def core_config(config: ClusterConfig) -> CoreConfig:
@@ -288,13 +298,21 @@ class NodeCore:
         # Entries the apply actor (if it already spoke) applied are committed: start from there.
         applied = self.apply.applied_index if self.apply.has_spoken else 0
         raft = self.raft = RaftCore(
-            self.node_id, self.voters, config=self.core_config, hard_state=state.hard_state, log=memory_log,
+            self.node_id,
+            self.voters,
+            config=self.core_config,
+            hard_state=state.hard_state,
+            log=memory_log,
             applied=applied,
         )
         raft.set_eligible(not self._ineligible)
         log.info(
             "recovered: term %d, vote %s, commit %d, log (%d, %d]",
-            state.hard_state.term, state.hard_state.vote, state.hard_state.commit, base_index, state.last_index,
+            state.hard_state.term,
+            state.hard_state.vote,
+            state.hard_state.commit,
+            base_index,
+            state.last_index,
         )
         return raft
 
@@ -374,7 +392,9 @@ class NodeCore:
         if self.raft is not None:
             self.raft.set_eligible(not self._ineligible)
         if bool(self._ineligible) != before:
-            log.warning("%s", f"may not lead: {', '.join(sorted(self._ineligible))}" if self._ineligible else "may lead again")
+            log.warning(
+                "%s", f"may not lead: {', '.join(sorted(self._ineligible))}" if self._ineligible else "may lead again"
+            )
 
     @property
     def ineligible(self) -> frozenset[str]:
@@ -399,21 +419,38 @@ class NodeCore:
         state = startup.log_state
         if raft is None and (state is None or startup.phase == "starting"):
             return {
-                "id": self.node_id, "role": "unreachable", "term": None, "leader": None,
-                "commit_index": None, "applied_index": None, "last_index": None,
-                "snapshot_index": None, "dropped": dropped, "pids": dict(self.pids), "followers": {}, "drops": drops,
+                "id": self.node_id,
+                "role": "unreachable",
+                "term": None,
+                "leader": None,
+                "commit_index": None,
+                "applied_index": None,
+                "last_index": None,
+                "snapshot_index": None,
+                "dropped": dropped,
+                "pids": dict(self.pids),
+                "followers": {},
+                "drops": drops,
             }
         if raft is None:
             assert state is not None
             # Up, but not a member yet: it neither votes nor leads.
             waiting = ", ".join(startup.waiting_for) or "its log-store"
             return {
-                "id": self.node_id, "role": "learner" if startup.phase == "joining" else "follower",
-                "term": state.hard_state.term, "leader": None, "commit_index": state.hard_state.commit,
-                "applied_index": self.apply.applied_index, "last_index": state.last_index,
-                "snapshot_index": state.first_index - 1, "dropped": dropped, "pids": dict(self.pids),
-                "followers": {}, "drops": drops,
-                "state": "waiting to be added (join = true)" if startup.phase == "joining"
+                "id": self.node_id,
+                "role": "learner" if startup.phase == "joining" else "follower",
+                "term": state.hard_state.term,
+                "leader": None,
+                "commit_index": state.hard_state.commit,
+                "applied_index": self.apply.applied_index,
+                "last_index": state.last_index,
+                "snapshot_index": state.first_index - 1,
+                "dropped": dropped,
+                "pids": dict(self.pids),
+                "followers": {},
+                "drops": drops,
+                "state": "waiting to be added (join = true)"
+                if startup.phase == "joining"
                 else f"{startup.phase}: waiting for {waiting}",
             }
         role = raft.role.value if raft.role is not Role.PRE_CANDIDATE else "candidate"

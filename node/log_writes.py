@@ -24,6 +24,7 @@ to make the log-store's word safe to rely on:
 
 Messages go to `out`, the Output's log-store list; the time is the caller's.
 """
+
 from __future__ import annotations
 
 import logging
@@ -106,7 +107,10 @@ class LogWrites:
             if now - self.last_resync > MISMATCH_RESEND_S:
                 self.resend(
                     f"the log-store acknowledged write {ack.write_id} with its log ending at "
-                    f"({ack.last_index}, {ack.last_term}), not ({last_index}, {last_term})", now, out)
+                    f"({ack.last_index}, {ack.last_term}), not ({last_index}, {last_term})",
+                    now,
+                    out,
+                )
             return 0
         made_durable = 0
         for _ in range(position + 1):

@@ -10,6 +10,7 @@ Answers to clients are batched: every answer to one client in one loop turn
 travels in one ClientReply (`reply_to`), whether it is a result, a refusal or
 a LOST, so a turn costs one message per client, not one per request.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,5 +45,6 @@ class Output:
         return reply
 
     def __bool__(self) -> bool:
-        return bool(self.peers or self.log_store or self.apply or self.replies or self.answers
-                    or self.refuse is not None)
+        return bool(
+            self.peers or self.log_store or self.apply or self.replies or self.answers or self.refuse is not None
+        )

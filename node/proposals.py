@@ -14,6 +14,7 @@ proposal was overwritten by another leader's entry: the client is told
 LOST and retries with the same sequence number (the apply actor's sessions
 make that exactly-once).
 """
+
 from __future__ import annotations
 
 from collections import deque

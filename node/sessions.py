@@ -35,12 +35,12 @@ The state machine's result is kept by reference: it must be a fresh value,
 not a live part of the state machine's state (StateMachine.apply's contract
 asks for a msgpack-able value; the kv machine returns new dicts).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import msgpack
-
 from sandzmq.protocol import ReplyStatus
 
 #: A result as it travels back: (ReplyStatus, value).
@@ -55,8 +55,7 @@ STALE: Result = (
 )
 TOO_MANY_RESULTS: Result = (
     ReplyStatus.ERROR,
-    f"too many unacknowledged requests from this client (more than {MAX_RESULTS_PER_CLIENT} results held); "
-    "not applied",
+    f"too many unacknowledged requests from this client (more than {MAX_RESULTS_PER_CLIENT} results held); not applied",
 )
 
 _SNAPSHOT_FORMAT = 1

@@ -22,6 +22,7 @@ until every peer is a member of its cluster (the first-election gate).
 Messages go to the Output; writes of the identity go through LogWrites
 (their LogState answers carry its nonces); the time is the caller's.
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,7 +100,9 @@ class Startup:
         for peer in self.handshake.peers:
             report = self.handshake.reports.get(peer)
             if (
-                report is None or self.phase == "bootstrapping" or report.state is not DataState.MEMBER
+                report is None
+                or self.phase == "bootstrapping"
+                or report.state is not DataState.MEMBER
                 or peer in self.foreign_peers
             ):
                 self.hello(peer, True, self.hello_nonces[peer], core_term, out)
@@ -118,8 +121,13 @@ class Startup:
             return
         other = self.handshake.other_cluster(m.src, self.cluster_id)
         if other and m.src not in self.foreign_peers:
-            log.error("%s belongs to cluster %s, this node to %s: one of them holds another cluster's data; "
-                      "not listening to it", m.src, other, self.cluster_id)
+            log.error(
+                "%s belongs to cluster %s, this node to %s: one of them holds another cluster's data; "
+                "not listening to it",
+                m.src,
+                other,
+                self.cluster_id,
+            )
             self.foreign_peers.add(m.src)
         elif not other:
             self.foreign_peers.discard(m.src)
@@ -138,13 +146,17 @@ class Startup:
             return True
         if self.join:
             if self.phase != "joining":
-                log.info("no data, and join = true: waiting to be added to the cluster (sandzmq members add %s)",
-                         self.node_id)
+                log.info(
+                    "no data, and join = true: waiting to be added to the cluster (sandzmq members add %s)",
+                    self.node_id,
+                )
             self.phase = "joining"
         else:
             if self.phase != "bootstrapping":
-                log.info("no identity yet: asking %s whose data they hold before this node may vote",
-                         ", ".join(self.handshake.peers) or "nobody (one node)")
+                log.info(
+                    "no identity yet: asking %s whose data they hold before this node may vote",
+                    ", ".join(self.handshake.peers) or "nobody (one node)",
+                )
             self.phase = "bootstrapping"
             self.has_data = state.hard_state.term > 0 or state.last_index > 0
             self.advance(now, writes, out)
@@ -168,8 +180,11 @@ class Startup:
         elif isinstance(decision, Propose):
             self.write_identity("", self.randbits(62) | 1, now, writes, out)
         elif isinstance(decision, Become):
-            log.info("joining cluster %s (the handshake with %s is complete)", decision.cluster_id,
-                     ", ".join(self.handshake.peers) or "nobody")
+            log.info(
+                "joining cluster %s (the handshake with %s is complete)",
+                decision.cluster_id,
+                ", ".join(self.handshake.peers) or "nobody",
+            )
             self.write_identity(decision.cluster_id, self.proposal, now, writes, out)
 
     def write_identity(self, cluster_id: str, proposal: int, now: float, writes: LogWrites, out: Output) -> None:

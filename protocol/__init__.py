@@ -15,6 +15,7 @@ tag, body]`, drop counting and the sockets are transport/'s.
 - messages: the node's messages (client, log-store, apply, PeerHello), the
             client's entry payloads, and which socket takes which
 """
+
 from . import peer  # noqa: F401  (declares the Raft core's messages)
 from .checks import MAX_UINT, DecodeError
 from .messages import *  # noqa: F403  (messages.__all__ is the public list)
@@ -22,5 +23,13 @@ from .messages import __all__ as _messages_all
 from .registry import REGISTRY, Registry, declare, describe, message, register
 
 __all__ = [
-    *_messages_all, "DecodeError", "MAX_UINT", "REGISTRY", "Registry", "declare", "describe", "message", "register",
+    *_messages_all,
+    "DecodeError",
+    "MAX_UINT",
+    "REGISTRY",
+    "Registry",
+    "declare",
+    "describe",
+    "message",
+    "register",
 ]

@@ -12,6 +12,7 @@ The derived codecs (derive.py) inline the scalar checks; these functions are
 for columns (checked per column in C: set(map(type, col)), min(col), not per
 item in Python) and for the few decoders written by hand (entry payloads).
 """
+
 from __future__ import annotations
 
 from typing import Any

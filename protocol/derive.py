@@ -26,6 +26,7 @@ bytes -> Bytes(), Any -> Anything(), dict -> Map(), list[int] -> UInts(),
 list[bytes] -> BytesList(), list[Any] -> List(), X | None ->
 Optional(spec of X), a dataclass -> Struct(cls). Anything else needs a spec.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,9 +48,19 @@ class Code:
     loads them as fast locals, not globals."""
 
     def __init__(self) -> None:
-        self.env: dict[str, Any] = {"_DecodeError": DecodeError, "_MAX": MAX_UINT, "_type": type, "_len": len,
-                                    "_int": int, "_str": str, "_bytes": bytes, "_bool": bool, "_list": list,
-                                    "_dict": dict, "_map": map}
+        self.env: dict[str, Any] = {
+            "_DecodeError": DecodeError,
+            "_MAX": MAX_UINT,
+            "_type": type,
+            "_len": len,
+            "_int": int,
+            "_str": str,
+            "_bytes": bytes,
+            "_bool": bool,
+            "_list": list,
+            "_dict": dict,
+            "_map": map,
+        }
         self._ids: dict[int, str] = {}
 
     def bind(self, obj: Any, hint: str) -> str:
@@ -215,8 +226,10 @@ class List(Spec):
     def post(self, f: Field, ctx: Context) -> list[str]:
         if self.length is None:
             return []
-        return [f"if _len({f.var}) != _len({ctx.var(self.length)}):",
-                f"    raise _DecodeError({ctx.what(f.name)!r} ': not one item per {self.length}')"]
+        return [
+            f"if _len({f.var}) != _len({ctx.var(self.length)}):",
+            f"    raise _DecodeError({ctx.what(f.name)!r} ': not one item per {self.length}')",
+        ]
 
     def show(self, value: Any) -> str:
         return f"[{len(value)}]"
@@ -268,8 +281,10 @@ class RequestIds(UInt):
         self.count = count
 
     def post(self, f: Field, ctx: Context) -> list[str]:
-        return [f"if {f.var} + _len({ctx.var(self.count)}) > _MAX:",
-                f"    raise _DecodeError({ctx.what(f.name)!r} ': the request ids run past 2**62')"]
+        return [
+            f"if {f.var} + _len({ctx.var(self.count)}) > _MAX:",
+            f"    raise _DecodeError({ctx.what(f.name)!r} ': the request ids run past 2**62')",
+        ]
 
 
 class NotSent(Spec):
@@ -344,6 +359,7 @@ def _run(values: list[int]) -> str:
 
 # -- derivation ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Codec:
     """A derived body codec: encode(obj) -> list, decode(list) -> obj, and the
@@ -376,7 +392,7 @@ def spec_for(hint: Any) -> Spec:
             return inner()
         if args[0] is Any:
             return List()
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return Struct(hint)
     raise TypeError(f"no default wire spec for {hint!r}: give the field a spec")
 
@@ -409,8 +425,15 @@ def derive(cls: type, **specs: Spec) -> Codec:
     dec_src = _decoder_source(cls, fields, ctx, code)
     encode = code.compile("encode", enc_src)
     decode = code.compile("decode", dec_src)
-    codec = Codec(cls, encode, decode, tuple(fields), tuple(f.spec for f in fields.values()),
-                  sum(f.spec.width for f in fields.values()), enc_src + "\n" + dec_src)
+    codec = Codec(
+        cls,
+        encode,
+        decode,
+        tuple(fields),
+        tuple(f.spec for f in fields.values()),
+        sum(f.spec.width for f in fields.values()),
+        enc_src + "\n" + dec_src,
+    )
     if not specs:
         _CODECS[cls] = codec
     return codec

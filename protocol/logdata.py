@@ -21,6 +21,7 @@ every entry in Python: datas are bytes, terms and kinds ints of the same
 length, kinds known, terms in [0, 2**62) and never decreasing along the
 batch, the last index below 2**62.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ def entry_columns(entries: Sequence[Entry]) -> tuple[int | list[int], int | list
         return 0, 0, []
     kinds = uniform_or_column([e.kind for e in entries])
     terms = uniform_or_column([e.term for e in entries])
-    return terms, int(kinds) if type(kinds) is not list else kinds, [e.data for e in entries]
+    return terms, kinds if isinstance(kinds, list) else int(kinds), [e.data for e in entries]
 
 
 def check_consecutive(entries: Sequence[Entry], first: int) -> None:

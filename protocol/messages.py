@@ -19,6 +19,7 @@ number (exactly-once across retries, Raft dissertation 6.3) and the lowest
 sequence number the client still waits for, so the apply actor can forget
 older results.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -27,7 +28,6 @@ from enum import IntEnum
 from typing import Any
 
 import msgpack
-
 from sandzmq.raft.messages import Entry, HardState
 from sandzmq.storage.identity import MAX_CLUSTER_ID
 
@@ -147,8 +147,13 @@ def _show_reply(m: ClientReply) -> str:
     return f"ClientReply #{ids} " + " ".join(f"{name}x{n}" if n > 1 else name for name, n in counts.items())
 
 
-@message("c.reply", route="raft->client", show=_show_reply,
-         request_ids=UInts(length="values"), statuses=UInts(length="values"))
+@message(
+    "c.reply",
+    route="raft->client",
+    show=_show_reply,
+    request_ids=UInts(length="values"),
+    statuses=UInts(length="values"),
+)
 @dataclass(slots=True)
 class ClientReply:
     """Answers, batched, in three columns of equal length."""
@@ -188,8 +193,10 @@ class ClientReply:
         if n < 2:
             return None
         h = n // 2
-        return (ClientReply(self.request_ids[:h], self.statuses[:h], self.values[:h]),
-                ClientReply(self.request_ids[h:], self.statuses[h:], self.values[h:]))
+        return (
+            ClientReply(self.request_ids[:h], self.statuses[:h], self.values[:h]),
+            ClientReply(self.request_ids[h:], self.statuses[h:], self.values[h:]),
+        )
 
 
 @message("c.status", route="client->raft")
@@ -365,8 +372,14 @@ def _show_results(m: ApplyResults) -> str:
     return f"ApplyResults indexes={UInts().show(m.indexes)} applied={m.applied_index}"
 
 
-@message("a.results", route="apply->raft", show=_show_results, indexes=UInts(length="values"),
-         terms=UInts(length="values", uniform=True), statuses=UInts(length="values", uniform=True))
+@message(
+    "a.results",
+    route="apply->raft",
+    show=_show_results,
+    indexes=UInts(length="values"),
+    terms=UInts(length="values", uniform=True),
+    statuses=UInts(length="values", uniform=True),
+)
 @dataclass(slots=True)
 class ApplyResults:
     """The results of one batch's NORMAL entries (only when asked for), in
@@ -383,7 +396,9 @@ class ApplyResults:
     def of(cls, results: Iterable[tuple[int, int, int, Any]], applied_index: int) -> ApplyResults:
         """From (index, term, status, value) tuples: for tests and the slow path."""
         rows = list(results)
-        return cls([r[0] for r in rows], [r[1] for r in rows], [int(r[2]) for r in rows], [r[3] for r in rows], applied_index)
+        return cls(
+            [r[0] for r in rows], [r[1] for r in rows], [int(r[2]) for r in rows], [r[3] for r in rows], applied_index
+        )
 
     @property
     def results(self) -> list[tuple[int, int, int, Any]]:
@@ -438,8 +453,10 @@ class LocalQueryResult:
 
 def _show_hello(m: PeerHello) -> str:
     kind = "ask" if m.ask else "answer"
-    return (f"{m.src}->{m.dst} PeerHello {kind} state={m.state} cluster_id={m.cluster_id or '-'} "
-            f"proposal={m.proposal} t{m.term} nonce={m.nonce}")
+    return (
+        f"{m.src}->{m.dst} PeerHello {kind} state={m.state} cluster_id={m.cluster_id or '-'} "
+        f"proposal={m.proposal} t{m.term} nonce={m.nonce}"
+    )
 
 
 @message("p.hello", show=_show_hello, state=UInt(max=3), cluster_id=ClusterId)

@@ -10,6 +10,7 @@ AppendEntries is
 with its entries as columns following prev_index (logdata.py), and its
 `sizes` not sent: the decoder fills it from the data column.
 """
+
 from __future__ import annotations
 
 from sandzmq.raft.messages import (
@@ -38,15 +39,18 @@ def _vote_reply(m: RequestVoteResponse) -> str:
 
 
 def _append(m: AppendEntries) -> str:
-    return (f"{m.src}->{m.dst} AppendEntries t{m.term} prev=({m.prev_index},t{m.prev_term}) "
-            f"entries={describe_entries(m.entries)} commit={m.commit}")
+    return (
+        f"{m.src}->{m.dst} AppendEntries t{m.term} prev=({m.prev_index},t{m.prev_term}) "
+        f"entries={describe_entries(m.entries)} commit={m.commit}"
+    )
 
 
 def _append_reply(m: AppendEntriesResponse) -> str:
     if m.success:
         return f"{m.src}->{m.dst} AppendEntriesResponse t{m.term} ok index={m.index}"
-    return (f"{m.src}->{m.dst} AppendEntriesResponse t{m.term} reject index={m.index} "
-            f"hint=({m.hint_index},t{m.hint_term})")
+    return (
+        f"{m.src}->{m.dst} AppendEntriesResponse t{m.term} reject index={m.index} hint=({m.hint_index},t{m.hint_term})"
+    )
 
 
 def _beat(m: Heartbeat) -> str:

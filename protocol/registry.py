@@ -17,6 +17,7 @@ decode)`; its decoder must raise DecodeError on a bad body, nothing else.
     n1->n2 AppendEntries t3 prev=(7,t2) entries=8..10(t3) commit=7
     raft->log LogWrite #12 entries=8..10(t3) hs=(t3,n1,7) sync
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

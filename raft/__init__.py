@@ -3,6 +3,7 @@
 See core.py for how to drive it. Everything the actors and the simulation need
 is exported here.
 """
+
 from .core import CoreConfig, NotLeader, PersistWrite, RaftCore, Ready, Role, SafetyViolation
 from .log import MemoryLog
 from .messages import (
@@ -21,8 +22,26 @@ from .messages import (
 from .progress import Inflights, Progress, ProgressState
 
 __all__ = [
-    "AppendEntries", "AppendEntriesResponse", "CoreConfig", "Entry", "EntryKind", "HardState",
-    "Heartbeat", "HeartbeatResponse", "Inflights", "MESSAGE_TYPES", "MemoryLog", "Message",
-    "NotLeader", "PersistWrite", "Progress", "ProgressState", "RaftCore", "Ready", "RequestVote",
-    "RequestVoteResponse", "Role", "SafetyViolation",
+    "AppendEntries",
+    "AppendEntriesResponse",
+    "CoreConfig",
+    "Entry",
+    "EntryKind",
+    "HardState",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "Inflights",
+    "MESSAGE_TYPES",
+    "MemoryLog",
+    "Message",
+    "NotLeader",
+    "PersistWrite",
+    "Progress",
+    "ProgressState",
+    "RaftCore",
+    "Ready",
+    "RequestVote",
+    "RequestVoteResponse",
+    "Role",
+    "SafetyViolation",
 ]

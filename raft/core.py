@@ -44,6 +44,7 @@ frame. Committed entries handed out but not yet confirmed applied
 (confirm_applied) are bounded too, so a state machine that falls behind, or
 restarts and replays the log, is fed in a window rather than all at once.
 """
+
 from __future__ import annotations
 
 import random
@@ -116,8 +117,17 @@ class CoreConfig:
             raise ValueError("need 0 < heartbeat_ticks < election_ticks[0] <= election_ticks[1]")
         if self.max_inflight < 1 or self.max_batch_entries < 1:
             raise ValueError("max_inflight and max_batch_entries must be at least 1")
-        if min(self.max_apply_entries, self.max_apply_bytes, self.max_apply_lag, self.max_apply_lag_bytes,
-               self.max_write_bytes, self.max_term_jump) < 1:
+        if (
+            min(
+                self.max_apply_entries,
+                self.max_apply_bytes,
+                self.max_apply_lag,
+                self.max_apply_lag_bytes,
+                self.max_write_bytes,
+                self.max_term_jump,
+            )
+            < 1
+        ):
             raise ValueError("the apply, write and term-jump limits must be at least 1")
 
 
@@ -263,8 +273,9 @@ class RaftCore:
         if not commands:
             return first
         term = self.term
-        self._append_local(list(map(Entry, range(first, first + len(commands)), repeat(term), commands)),
-                           list(map(len, commands)))
+        self._append_local(
+            list(map(Entry, range(first, first + len(commands)), repeat(term), commands)), list(map(len, commands))
+        )
         return first
 
     def persisted(self, write_id: int) -> None:
@@ -393,8 +404,10 @@ class RaftCore:
             return []
         cfg = self.config
         committed = self.log.entries(
-            self.applied + 1, last_applicable + 1,
-            max_entries=min(cfg.max_apply_entries, room), max_bytes=cfg.max_apply_bytes,
+            self.applied + 1,
+            last_applicable + 1,
+            max_entries=min(cfg.max_apply_entries, room),
+            max_bytes=cfg.max_apply_bytes,
         )
         if committed:
             size = self.log.data_bytes(self.applied + 1, committed[-1].index + 1)
@@ -537,9 +550,7 @@ class RaftCore:
 
     def _handle_vote_request(self, m: RequestVote) -> None:
         can_vote = (
-            self.vote == m.src
-            or (self.vote is None and self.leader is None)
-            or (m.pre_vote and m.term > self.term)
+            self.vote == m.src or (self.vote is None and self.leader is None) or (m.pre_vote and m.term > self.term)
         )
         if can_vote and self.log.is_up_to_date(m.last_index, m.last_term):
             if not m.pre_vote:
@@ -635,13 +646,16 @@ class RaftCore:
             self._send(AppendEntriesResponse(self.id, m.src, self.term, success=True, index=self.commit))
             return
         if not self.log.match_term(m.prev_index, m.prev_term):
-            hint_index, hint_term = self.log.find_conflict_by_term(
-                min(m.prev_index, self.log.last_index), m.prev_term
-            )
+            hint_index, hint_term = self.log.find_conflict_by_term(min(m.prev_index, self.log.last_index), m.prev_term)
             self._send(
                 AppendEntriesResponse(
-                    self.id, m.src, self.term, success=False, index=m.prev_index,
-                    hint_index=hint_index, hint_term=hint_term,
+                    self.id,
+                    m.src,
+                    self.term,
+                    success=False,
+                    index=m.prev_index,
+                    hint_index=hint_index,
+                    hint_term=hint_term,
                 )
             )
             return

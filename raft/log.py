@@ -21,6 +21,7 @@ entries are appended, none at all when the caller already has them, as a
 leader does with its commands), so a cut is a bisection and a range's size
 a subtraction, not a pass over the entries each time.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right
@@ -192,9 +193,7 @@ class MemoryLog:
             return
         first = entries[0].index
         if first > self.last_index + 1 or first <= self._mem_base:
-            raise ValueError(
-                f"append at {first} does not fit the writable log ({self._mem_base}, {self.last_index}]"
-            )
+            raise ValueError(f"append at {first} does not fit the writable log ({self._mem_base}, {self.last_index}]")
         cut = first - self._mem_base - 1
         del self._entries[cut:]
         self._entries.extend(entries)

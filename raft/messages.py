@@ -13,13 +13,13 @@ Room is left for later work: EntryKind.CONFIG for membership changes, the
 `context` of heartbeats for ReadIndex, and further message classes
 (InstallSnapshot, TimeoutNow) that will join MESSAGE_TYPES.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, overload
-
 
 #: The largest term and index a message may carry (SPEC 3: a value out of range
 #: is refused, not adopted). Far below msgpack's 2**64 - 1, so that `term + 1`

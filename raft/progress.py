@@ -9,6 +9,7 @@ A follower is in one of two states:
   AppendEntries (by count and by bytes) unacknowledged: pipelining.
 A third state, SNAPSHOT (etcd-io/raft's), has no use until InstallSnapshot exists.
 """
+
 from __future__ import annotations
 
 from collections import deque

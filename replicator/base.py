@@ -6,6 +6,7 @@ and RaftReplicator share it, so an application can be written and tested
 against the first and deployed on the second (the seed's
 PosixMetadataReplicator).
 """
+
 from __future__ import annotations
 
 import abc

@@ -18,6 +18,7 @@ together (client-side batching, DESIGN 2). Futures are resolved on the I/O
 thread, so their done-callbacks run there: keep them short, and never block
 on another future of the same Client from one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,15 +35,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sandzmq.config import MIN_CLIENT_FRAME_BYTES, ClusterConfig, load_config
-from sandzmq.errors import ClusterUnavailable, ReplicationTimeout
 from sandzmq.protocol import CLIENT_ANSWERS, HELLO_REPLY_TAG, ClusterHello, ClusterHelloReply
 from sandzmq.replicator.futures import new_future
 from sandzmq.replicator.requests import Kind, Request
 from sandzmq.replicator.retry import RetryPolicy
 from sandzmq.replicator.session import ClientSession
-from sandzmq.state_machine import check_consistency
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, Envelope, PeerLink, Poller
+
+from sandzmq.config import MIN_CLIENT_FRAME_BYTES, ClusterConfig, load_config
+from sandzmq.errors import ClusterUnavailable, ReplicationTimeout
+from sandzmq.state_machine import check_consistency
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,12 @@ class Client:
         self._max_command = min(max_message_bytes, max_frame_bytes) - _FRAME_OVERHEAD
         self.client_id = os.urandom(16)
         self._session = ClientSession(
-            addresses, client_id=self.client_id, follow_leader=follow_leader, node_addresses=node_addresses,
-            policy=RetryPolicy(resend_interval=resend_interval))
+            addresses,
+            client_id=self.client_id,
+            follow_leader=follow_leader,
+            node_addresses=node_addresses,
+            policy=RetryPolicy(resend_interval=resend_interval),
+        )
         self._follow = follow_leader
         self._home = home if home is not None else (None if follow_leader else addresses[0])
         #: Counters for tests, benchmarks and debugging (read them from any thread).
@@ -310,7 +316,9 @@ class Client:
 
     def _wait(self, future: Future[Any], timeout: float | None) -> Any:
         if threading.current_thread() is self._thread:
-            raise RuntimeError("a blocking Client call from the Client's own I/O thread (a future callback) would deadlock")
+            raise RuntimeError(
+                "a blocking Client call from the Client's own I/O thread (a future callback) would deadlock"
+            )
         # The I/O thread resolves every future by its deadline; the margin only
         # guards against a bug there leaving a caller blocked forever.
         guard = None if timeout is None else timeout + 10.0
@@ -327,8 +335,7 @@ class Client:
         if frame is None:
             return ", and no longer running"
         stack = traceback.format_stack(frame, limit=6)
-        state = (f"; queued {len(self._queue)}, signalled {self._signalled}, "
-                 + self._session.describe(time.monotonic()))
+        state = f"; queued {len(self._queue)}, signalled {self._signalled}, " + self._session.describe(time.monotonic())
         return ": " + " <- ".join(line.strip().splitlines()[0] for line in reversed(stack)) + state
 
     # ------------------------------------------------------------ the I/O thread
@@ -491,7 +498,7 @@ def discover_cluster(address: str, timeout: float = 5.0) -> str:
     with PeerLink(address, envelope, accept=envelope.registry.tags_of(ClusterHelloReply)) as link:
         link.send(ClusterHello(nonce))
         while (left := deadline - time.monotonic()) > 0:
-            if not link.socket.poll(left * 1000):
+            if not link.socket.poll(int(left * 1000) + 1):
                 break
             for message in link.drain():
                 if isinstance(message, ClusterHelloReply) and message.nonce == nonce:

@@ -44,6 +44,7 @@ the one checked. Outside the range, or if the attribute layout of a plain
 Future is not the expected one, `new_future` makes plain (slower) running
 Futures instead, so a newer Python costs speed, never correctness.
 """
+
 from __future__ import annotations
 
 import sys
@@ -156,7 +157,7 @@ class LightFuture(Future):  # type: ignore[type-arg]
         repr() takes it (the lock is not reentrant) and callbacks may call anything."""
         if not resolved:
             raise InvalidStateError(f"{self._state}: {self!r}")
-        self._invoke_callbacks()  # the base class's private method (checked: see the module docstring)
+        self._invoke_callbacks()  # type: ignore[attr-defined]  # the base class's private method (checked: see the module docstring)
 
     def _wake_waiters(self, *, failed: bool) -> None:
         """Called with _lock held, right after the state became FINISHED: what

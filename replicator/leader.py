@@ -9,6 +9,7 @@ from a node not known to lead, silence, a send refused for want of a
 connection). A connect-mode client never moves: every request goes to its
 one node.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,10 @@ def parse_hint(value: Any) -> tuple[str | None, str | None]:
     """NOT_LEADER's value, [leader_id | None, leader_address | None], read defensively."""
     if isinstance(value, list | tuple) and len(value) == 2:
         leader_id, address = value
-        return (leader_id if isinstance(leader_id, str) and leader_id else None,
-                address if isinstance(address, str) and address else None)
+        return (
+            leader_id if isinstance(leader_id, str) and leader_id else None,
+            address if isinstance(address, str) and address else None,
+        )
     return None, None
 
 

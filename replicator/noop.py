@@ -5,13 +5,15 @@ code written against it runs unchanged on RaftReplicator. Commands are
 applied at once, in the order callers take the lock, which is the total
 order a single-node log would give them.
 """
+
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from sandzmq.errors import ClusterUnavailable, ReplicationTimeout
 from sandzmq.replicator.base import Replicator
+
+from sandzmq.errors import ClusterUnavailable, ReplicationTimeout
 from sandzmq.state_machine import StateMachine, check_consistency
 
 

@@ -15,6 +15,7 @@ Client connected to this node only, so that replicate() on a follower raises
 NotLeaderError as the Replicator contract says, rather than quietly
 forwarding to the leader.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from sandzmq.actors.supervisor import spawn, terminate
+from sandzmq.replicator.base import Replicator
+from sandzmq.replicator.client import Client
+
 from sandzmq.config import ClusterConfig, check_node_ids, load_config
 from sandzmq.errors import ClusterUnavailable
-from sandzmq.replicator.client import Client
-from sandzmq.replicator.base import Replicator
 
 #: How long start() waits for the node to answer.
 START_TIMEOUT_S = 30.0
@@ -87,11 +89,13 @@ class RaftReplicator(Replicator):
             code = proc.poll()
             if code is not None:
                 raise ClusterUnavailable(
-                    f"node {self.node_id} did not start: `sandzmq start` exited with status {code} (see its stderr)")
+                    f"node {self.node_id} did not start: `sandzmq start` exited with status {code} (see its stderr)"
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ClusterUnavailable(
-                    f"node {self.node_id} did not answer at {self.address} within {self.start_timeout:g} s")
+                    f"node {self.node_id} did not answer at {self.address} within {self.start_timeout:g} s"
+                )
             try:
                 client.status(timeout=min(0.5, remaining))
                 return

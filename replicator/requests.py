@@ -6,14 +6,16 @@ No I/O here, no clock and no future: a Request is built with the caller's
 `now`, and the driver keeps whatever it answers the caller with (a future)
 in `caller`, which the core never reads.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sandzmq.errors import ClusterUnavailable, ReplicationTimeout, SandzmqError
 from sandzmq.protocol import ClientQuery, ClientSubmit, StatusRequest
+
+from sandzmq.errors import ClusterUnavailable, ReplicationTimeout, SandzmqError
 
 
 class Kind(Enum):
@@ -60,7 +62,13 @@ class Request:
     )  # fmt: skip
 
     def __init__(
-        self, kind: Kind, body: bytes, timeout: float, now: float, caller: Any = None, consistency: str = "",
+        self,
+        kind: Kind,
+        body: bytes,
+        timeout: float,
+        now: float,
+        caller: Any = None,
+        consistency: str = "",
         fixed: str | None = None,
     ) -> None:
         """`now`: when the caller made the call (its deadline counts from
@@ -95,8 +103,10 @@ class Request:
         return self.maybe_proposed or self.current_open or bool(self.older)
 
     def __repr__(self) -> str:
-        return (f"<Request {self.kind.value} seq={self.seq} {self.state.value} attempts={self.attempts}"
-                f" rid={self.current_rid} node={self.current_node}>")
+        return (
+            f"<Request {self.kind.value} seq={self.seq} {self.state.value} attempts={self.attempts}"
+            f" rid={self.current_rid} node={self.current_node}>"
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -132,7 +142,8 @@ def expired(request: Request) -> SandzmqError:
         if request.kind is Kind.COMMAND:
             return ReplicationTimeout(
                 f"the command was not confirmed within {waited} (last sent to {where}, "
-                f"{request.attempts} attempt(s)): it may still commit")
+                f"{request.attempts} attempt(s)): it may still commit"
+            )
         return ReplicationTimeout(f"no answer to the query within {waited} (last sent to {where})")
     reason = request.refusal or "no node could be reached"
     return ClusterUnavailable(f"no leader took the request within {waited}: {reason}")

@@ -4,6 +4,7 @@ derived from the measured round trip as TCP's retransmission timer is
 (RFC 6298, with Karn's rule: the session samples only answers to requests
 sent once, whose round trip is unambiguous).
 """
+
 from __future__ import annotations
 
 import random

@@ -21,6 +21,7 @@ finished request alive until it is due. A WAITING request gets a negative
 token and an entry (.., token, 1, request) of its own. A request that moves
 on changes its token, which voids the entry that covered it.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -135,9 +136,9 @@ class Schedule:
                     covers.setdefault(id(waiting), []).append(when)
                 continue
             for rid in range(first_token, first_token + count):
-                request = self._attempts.get(rid)
-                if request is not None and request.token == rid:
-                    covers.setdefault(id(request), []).append(when)
+                attempt = self._attempts.get(rid)
+                if attempt is not None and attempt.token == rid:
+                    covers.setdefault(id(attempt), []).append(when)
         problems = []
         for request in live:
             listed = sum(1 for r in self._ready if r is request)

@@ -52,6 +52,7 @@ resolves then with the honest error (requests.expired): ReplicationTimeout
 if an attempt may have been proposed, ClusterUnavailable otherwise. Success
 is reported only on an OK answer.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,13 +61,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
-
-from sandzmq.errors import NotLeaderError, ReplicationTimeout, SandzmqError
-from sandzmq.protocol import ClientQuery, ClientReply, ClientSubmit, ReplyStatus, StatusReply, StatusRequest, encode_command
+from sandzmq.protocol import (
+    ClientQuery,
+    ClientReply,
+    ClientSubmit,
+    ReplyStatus,
+    StatusReply,
+    StatusRequest,
+    encode_command,
+)
 from sandzmq.replicator.leader import LeaderTracker, parse_hint
 from sandzmq.replicator.requests import Kind, Request, Send, State, closed, expired
 from sandzmq.replicator.retry import RetryPolicy, RoundTrip
 from sandzmq.replicator.schedule import Schedule
+
+from sandzmq.errors import NotLeaderError, ReplicationTimeout, SandzmqError
 
 #: Requests per ClientSubmit, and their payload bytes: one message stays far
 #: below the envelope's size limit and one loop turn's latency stays bounded.
@@ -75,11 +84,22 @@ MAX_SUBMIT_BYTES = 8 << 20
 
 _COMMAND, _STATUS = Kind.COMMAND, Kind.STATUS
 _WAITING, _DONE = State.WAITING, State.DONE
-_OK, _NOT_LEADER, _LOST, _ERROR, _BUSY = (int(s) for s in (
-    ReplyStatus.OK, ReplyStatus.NOT_LEADER, ReplyStatus.LOST, ReplyStatus.ERROR, ReplyStatus.BUSY))
+_OK, _NOT_LEADER, _LOST, _ERROR, _BUSY = (
+    int(s) for s in (ReplyStatus.OK, ReplyStatus.NOT_LEADER, ReplyStatus.LOST, ReplyStatus.ERROR, ReplyStatus.BUSY)
+)
 _KNOWN_STATUS = frozenset(int(s) for s in ReplyStatus)
-_STATS = ("submits", "requests_sent", "resends", "replies", "stale_replies", "bad_replies", "unsent", "not_leader",
-          "busy", "lost")
+_STATS = (
+    "submits",
+    "requests_sent",
+    "resends",
+    "replies",
+    "stale_replies",
+    "bad_replies",
+    "unsent",
+    "not_leader",
+    "busy",
+    "lost",
+)
 
 
 class ClientSession:
@@ -295,8 +315,10 @@ class ClientSession:
         ready, timers = self._schedule.counts()
         due = self._schedule.next_time()
         when = f", next in {due - now:.3f} s" if due is not None and due > -math.inf else ""
-        return (f"live {len(self._live)}, ready {ready}, sending {self._unreported}, attempts out "
-                f"{len(self._attempts)}, timers {timers}{when}")
+        return (
+            f"live {len(self._live)}, ready {ready}, sending {self._unreported}, attempts out "
+            f"{len(self._attempts)}, timers {timers}{when}"
+        )
 
     def audit(self) -> list[str]:
         """Live requests that are not in exactly one place that looks at
@@ -362,9 +384,14 @@ class ClientSession:
             return
         if not self.leader.follow:
             if request.kind is _COMMAND and request.may_have_been_proposed:
-                self._finish(request, None, ReplicationTimeout(
-                    f"{node} is no longer the leader and an earlier attempt may have been proposed: "
-                    "the command's outcome is unknown"))
+                self._finish(
+                    request,
+                    None,
+                    ReplicationTimeout(
+                        f"{node} is no longer the leader and an earlier attempt may have been proposed: "
+                        "the command's outcome is unknown"
+                    ),
+                )
             else:
                 hinted = address or self.leader.book.get(leader_id or "")
                 self._finish(request, None, NotLeaderError(leader_id, hinted))

@@ -4,6 +4,7 @@
 each node of a config how it is doing; this is that question, asked through
 `Client`, with no opinion on how the answers are shown.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,9 +12,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sandzmq.replicator.client import Client
+
 from sandzmq.config import ClusterConfig, NodeConfig
 from sandzmq.errors import SandzmqError
-from sandzmq.replicator.client import Client
 
 #: The actor kinds of a node, as named in the "pids" of its status report.
 PID_KEYS = ("raft", "log", "apply")
@@ -28,7 +30,9 @@ def node_status(config: ClusterConfig, node: NodeConfig, timeout: float = 1.0) -
         return None
 
 
-def collect(config: ClusterConfig, nodes: Sequence[NodeConfig] | None = None, timeout: float = 1.0) -> list[tuple[str, dict[str, Any] | None]]:
+def collect(
+    config: ClusterConfig, nodes: Sequence[NodeConfig] | None = None, timeout: float = 1.0
+) -> list[tuple[str, dict[str, Any] | None]]:
     """(node id, raw report or None) for each node, asked in parallel so that
     unreachable nodes cost one timeout in all, not one each."""
     nodes = list(config.nodes if nodes is None else nodes)

@@ -3,6 +3,7 @@
 The public API (SPEC 6) is re-exported here; import it from `sandzmq`, not
 from the modules that define it, which may move.
 """
+
 from importlib.metadata import version as _version
 
 from sandzmq.errors import (
@@ -12,10 +13,10 @@ from sandzmq.errors import (
     ReplicationTimeout,
     SandzmqError,
 )
+from sandzmq.replicator.base import Replicator
 from sandzmq.replicator.client import Client
 from sandzmq.replicator.noop import NoOpReplicator
 from sandzmq.replicator.raft import RaftReplicator
-from sandzmq.replicator.base import Replicator
 from sandzmq.state_machine import StateMachine
 
 __version__ = _version("sandzmq")

@@ -5,6 +5,7 @@ process starts, and reported as one ConfigError naming the file, the dotted
 key and the problem: a misspelt key must not quietly fall back to a default,
 and a bad address must not surface later as a bind error in an actor's log.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,6 @@ from typing import Any
 
 from sandzmq.errors import ConfigError
 from sandzmq.state_machine import resolve_state_machine
-
 
 #: The largest max_batch_bytes: a command may be that large, and every frame
 #: between a node's actors (64 MiB) must hold one next to a batch of others.
@@ -136,9 +136,7 @@ def check_node_ids(config: ClusterConfig, ids: Iterable[str]) -> tuple[NodeConfi
     known = {node.id: node for node in config.nodes}
     for node_id in wanted:
         if node_id not in known:
-            raise ConfigError(
-                config.path, "--node", f"unknown node {node_id!r}; the file has {', '.join(known)}"
-            )
+            raise ConfigError(config.path, "--node", f"unknown node {node_id!r}; the file has {', '.join(known)}")
     return tuple(known[node_id] for node_id in wanted)
 
 

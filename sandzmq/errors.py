@@ -5,6 +5,7 @@ replicated log said no" apart from bugs with one `except` clause. The three
 replication errors differ in what the caller may conclude about the command,
 which is what decides whether and how to retry it.
 """
+
 from __future__ import annotations
 
 import os

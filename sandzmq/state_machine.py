@@ -4,6 +4,7 @@ A StateMachine is the user's application state; a Replicator
 (replicator/base.py) puts commands into a replicated log and hands each
 committed one to the StateMachine of every node.
 """
+
 from __future__ import annotations
 
 import abc
@@ -72,9 +73,7 @@ class StateMachine(abc.ABC):
 def check_consistency(consistency: str) -> str:
     """Reject an unknown consistency level before any work is done for it."""
     if consistency not in CONSISTENCY_LEVELS:
-        raise ValueError(
-            f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}, not {consistency!r}"
-        )
+        raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}, not {consistency!r}")
     return consistency
 
 

@@ -16,6 +16,7 @@ instead of an exception: every replica applies the same bytes, so an
 exception would stop every apply actor at the same entry, and a log cannot
 skip an entry.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

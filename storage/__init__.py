@@ -3,6 +3,7 @@
 WriteAheadLog is the writer (one process, one per directory); WalReader lets
 another process (the Raft actor) read entries the writer made durable.
 """
+
 from .errors import StorageError, WalCorruptError
 from .wal import RecoveryReport, WalReader, WriteAheadLog
 

@@ -5,6 +5,7 @@ the public API gives to callers (SPEC 6); a storage error stops the log-store
 actor and is reported by its supervisor. Importing sandzmq.errors here would
 also pull the whole top-level package into the log-store process.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ durable. The temporary name is fixed (TMP_SUFFIX appended), so a crashed
 write's leftover is overwritten by the next one; callers must not write the
 same path from two places at once (each file here has one owner).
 """
+
 from __future__ import annotations
 
 import os
@@ -101,5 +102,12 @@ def write_file_atomically(
         fsync_dir(path.parent)
 
 
-__all__ = ["PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "TMP_SUFFIX", "fsync_dir", "make_private_dir",
-           "write_all", "write_file_atomically"]
+__all__ = [
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
+    "TMP_SUFFIX",
+    "fsync_dir",
+    "make_private_dir",
+    "write_all",
+    "write_file_atomically",
+]

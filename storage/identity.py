@@ -14,6 +14,7 @@ trusted:
 records its proposal. Only the log-store writes it (each file has one owner),
 atomically (storage/files.py).
 """
+
 from __future__ import annotations
 
 import json

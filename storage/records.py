@@ -29,6 +29,7 @@ other.
 Everything here is per record, not per entry: entries stay in columns from
 the wire to the disk and back, and each column is checked in C.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,6 @@ import zlib
 from collections.abc import Callable, Sequence
 
 import msgpack
-
 from sandzmq.protocol import logdata
 from sandzmq.raft.messages import Entry, EntryColumns, HardState
 

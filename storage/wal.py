@@ -43,6 +43,7 @@ back from disk, keeping the last decoded record for sequential readers.
 WalReader is the same view of the log for another process (the Raft actor):
 it indexes what the writer has written, incrementally, and never writes.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -132,8 +133,18 @@ class _LogIndex:
     first_index/base_term are 1/0 until snapshots move them (compact()).
     """
 
-    __slots__ = ("first_index", "base_term", "last_index", "hard_state",
-                 "firsts", "segs", "offsets", "sizes", "run_starts", "run_terms")
+    __slots__ = (
+        "first_index",
+        "base_term",
+        "last_index",
+        "hard_state",
+        "firsts",
+        "segs",
+        "offsets",
+        "sizes",
+        "run_starts",
+        "run_terms",
+    )
 
     def __init__(self) -> None:
         self.first_index = 1
@@ -262,8 +273,11 @@ class _LogView:
             stop = min(hi, ix.firsts[k + 1]) if k + 1 < len(ix.firsts) else hi
             columns = self._columns(k)
             if columns.first_index != first or len(columns.datas) < stop - first:
-                raise WalCorruptError(self._path(ix.segs[k]), ix.offsets[k],
-                                      f"record does not hold entries {index}..{stop - 1} as indexed")
+                raise WalCorruptError(
+                    self._path(ix.segs[k]),
+                    ix.offsets[k],
+                    f"record does not hold entries {index}..{stop - 1} as indexed",
+                )
             if max_bytes is not None:
                 for n, data in enumerate(columns.datas[index - first : stop - first]):
                     size += len(data)
@@ -318,8 +332,9 @@ class WriteAheadLog(_LogView):
         self.recovery_report = RecoveryReport(str(directory))
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20,
-             fsync: bool = True) -> WriteAheadLog:
+    def open(
+        cls, directory: str | os.PathLike[str], *, segment_bytes: int = 64 << 20, fsync: bool = True
+    ) -> WriteAheadLog:
         """Open (creating if needed) the log in `directory` and recover it.
 
         Raises WalCorruptError when the log is damaged other than by a crash,
@@ -441,8 +456,12 @@ class WriteAheadLog(_LogView):
         try:
             write_file_atomically(self.directory / _SYNC_FAILED_NAME, json.dumps(marker).encode(), fsync=self.fsync)
         except OSError as marker_exc:
-            log.error("%s: cannot record the failure in %s (%s); the next open starts a new segment anyway",
-                      self.directory, _SYNC_FAILED_NAME, marker_exc)
+            log.error(
+                "%s: cannot record the failure in %s (%s); the next open starts a new segment anyway",
+                self.directory,
+                _SYNC_FAILED_NAME,
+                marker_exc,
+            )
 
     def _write(self, data: bytes) -> None:
         try:
@@ -495,8 +514,9 @@ class WriteAheadLog(_LogView):
         segments = list_segments(self.directory)
         if not segments:
             if failed_sync is not None:
-                raise WalCorruptError(self.directory / _SYNC_FAILED_NAME, 0,
-                                      f"names segment {failed_sync[0]}, but there is no segment")
+                raise WalCorruptError(
+                    self.directory / _SYNC_FAILED_NAME, 0, f"names segment {failed_sync[0]}, but there is no segment"
+                )
             report.created = True
             self._create_segment(1, 1)
             report.segments = [self._paths[1].name]
@@ -553,16 +573,23 @@ class WriteAheadLog(_LogView):
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise WalCorruptError(self.directory / _SYNC_FAILED_NAME, 0,
-                                  f"names segment {name}, which does not exist") from None
+            raise WalCorruptError(
+                self.directory / _SYNC_FAILED_NAME, 0, f"names segment {name}, which does not exist"
+            ) from None
         if size < synced:
-            raise WalCorruptError(path, size, f"the segment ends before the {synced} bytes that its last "
-                                  f"successful sync covered ({_SYNC_FAILED_NAME})")
+            raise WalCorruptError(
+                path,
+                size,
+                f"the segment ends before the {synced} bytes that its last "
+                f"successful sync covered ({_SYNC_FAILED_NAME})",
+            )
         if size > synced:
             self._truncate(path, synced)
         report = self.recovery_report
         report.unsynced_segment, report.unsynced_bytes = name, size - synced
-        log.warning("%s: a sync had failed: cut the %d bytes after offset %d, never synced", path, size - synced, synced)
+        log.warning(
+            "%s: a sync had failed: cut the %d bytes after offset %d, never synced", path, size - synced, synced
+        )
 
     def _truncate(self, path: Path, size: int) -> None:
         fd = os.open(path, os.O_RDWR)

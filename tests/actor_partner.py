@@ -1,6 +1,7 @@
 """What the log-store and apply actor tests share: a one-node config, and a
 stand-in for the raft actor that talks to the actor under test exactly as the
 real one does (its ROUTER at raft.ipc, a DEALER to the actor's endpoint)."""
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,9 @@ DEADLINE_S = 10.0
 
 
 def write_one_node_config(tmp_path: Path, *, name: str, state_machine: str = "kv", fsync: bool = True) -> Path:
-    from cluster import free_ports  # here, not at the top: child processes import this module without tests/ on their path
+    from cluster import (
+        free_ports,  # here, not at the top: child processes import this module without tests/ on their path
+    )
 
     raft_port, client_port = free_ports(2)
     path = tmp_path / "cluster.toml"

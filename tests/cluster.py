@@ -33,6 +33,7 @@ range (ip_local_port_range) so that an outgoing connection -- a node dialling
 a peer that is down -- can never take the port of a node that is about to
 (re)start. Ports are never handed out twice in one test session.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -653,8 +654,20 @@ class Cluster:
             with lock:
                 row = dict(client.status(timeout=timeout, node=node))
         except Exception as exc:  # noqa: BLE001
-            row = {k: None for k in ("role", "term", "leader", "commit_index", "applied_index",
-                                     "last_index", "snapshot_index", "dropped", "pids")}
+            row = {
+                k: None
+                for k in (
+                    "role",
+                    "term",
+                    "leader",
+                    "commit_index",
+                    "applied_index",
+                    "last_index",
+                    "snapshot_index",
+                    "dropped",
+                    "pids",
+                )
+            }
             row.update(id=node, role="unreachable", error=f"{type(exc).__name__}: {exc}")
         self._remember_pids({node: row})
         return row
@@ -713,8 +726,13 @@ class Cluster:
             )
             return f"last status: {shown}\n{self.describe()}"
 
-        return wait_for(found, timeout, "a leader" + (f" other than {sorted(exclude)}" if exclude else ""),
-                        interval=0.1, describe=describe)
+        return wait_for(
+            found,
+            timeout,
+            "a leader" + (f" other than {sorted(exclude)}" if exclude else ""),
+            interval=0.1,
+            describe=describe,
+        )
 
     def wait_role(self, node: str, roles: Iterable[str], timeout: float = 10.0) -> dict[str, Any]:
         roles = set(roles)
@@ -819,8 +837,10 @@ class Cluster:
     def tail_logs(self, lines: int = 40) -> str:
         parts = []
         for node in self.node_ids:
-            state = "running" if self.is_running(node) else (
-                f"exited {self._procs[node].returncode}" if node in self._procs else "never started"
+            state = (
+                "running"
+                if self.is_running(node)
+                else (f"exited {self._procs[node].returncode}" if node in self._procs else "never started")
             )
             parts.append(f"----- {node} ({state}) {self.log_path(node)}, last {lines} lines -----")
             parts.append(self.log_tail(node, lines))
@@ -976,8 +996,11 @@ class Writer:
             raise HarnessError(f"writer {self.prefix} crashed: {self.crashed!r}") from self.crashed
 
     def wait_acked(self, count: int, timeout: float) -> None:
-        wait_for(lambda: len(self.acked) >= count or self.crashed, timeout,
-                 f"writer {self.prefix} to have {count} acknowledged commands")
+        wait_for(
+            lambda: len(self.acked) >= count or self.crashed,
+            timeout,
+            f"writer {self.prefix} to have {count} acknowledged commands",
+        )
         if self.crashed is not None:
             raise HarnessError(f"writer {self.prefix} crashed: {self.crashed!r}") from self.crashed
 

@@ -1,4 +1,5 @@
 """Shared test set-up: soak tests (marked `slow`) run only when SANDZMQ_SOAK is set."""
+
 from __future__ import annotations
 
 import os

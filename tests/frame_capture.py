@@ -29,6 +29,7 @@ the proxied path has exactly the socket options of a real one (ZMTP
 heartbeats, keepalives, reconnect intervals, frame limit), whatever they
 become. Everything runs in one thread (sockets are not thread-safe).
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,9 +39,7 @@ from typing import Any
 
 import msgpack
 import zmq
-
 from cluster import Cluster, HarnessError, free_ports, wait_for
-
 from sandzmq.protocol import CLIENT_REQUESTS, REGISTRY
 from sandzmq.raft.messages import MESSAGE_TYPES
 from sandzmq.transport import Envelope, PeerLink

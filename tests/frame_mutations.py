@@ -25,6 +25,7 @@ msgpack at all; multipart messages; and internal messages (log-store, apply
 actor) and replies forged outright, since none of those may be accepted on a
 public port (SPEC 3), some aimed at the cluster's current term and indexes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,9 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-
 from frame_capture import CLIENT_TYPES, PEER_TYPES, Capture
-
 from sandzmq.protocol import (
     REGISTRY,
     ApplyBatch,
@@ -67,8 +66,20 @@ INTERNAL_IDENTITIES: tuple[bytes, ...] = (b"log", b"apply", b"raft")
 #: none of which a node may accept on its raft or client port.
 INTERNAL_TYPES: dict[str, str] = {
     REGISTRY.by_cls(cls).tag: cls.__name__
-    for cls in (LogWrite, LogDurable, LogSync, LogState, ApplyBatch, ApplyResults, ApplyState, LocalQuery,
-                LocalQueryResult, ClientReply, StatusReply, ClusterHelloReply)
+    for cls in (
+        LogWrite,
+        LogDurable,
+        LogSync,
+        LogState,
+        ApplyBatch,
+        ApplyResults,
+        ApplyState,
+        LocalQuery,
+        LocalQueryResult,
+        ClientReply,
+        StatusReply,
+        ClusterHelloReply,
+    )
 }
 ALL_TAGS: tuple[Any, ...] = (*PEER_TYPES, *CLIENT_TYPES, *INTERNAL_TYPES)
 _NAMES: dict[Any, str] = {**PEER_TYPES, **CLIENT_TYPES, **INTERNAL_TYPES}
@@ -299,9 +310,25 @@ class Mutator:
         rng = self.rng
         return rng.choice(
             [
-                rng.choice(EXTREME_INTS), -(2**63), 1.5, float("nan"), True, False, None, "", "n2",
-                "x" * 300, b"", b"\x00" * 16, [], [1, 2, 3], {}, {"a": 1}, {1: [None]},
-                msgpack.ExtType(7, b"ext"), msgpack.Timestamp(2**33, 999_999_999),
+                rng.choice(EXTREME_INTS),
+                -(2**63),
+                1.5,
+                float("nan"),
+                True,
+                False,
+                None,
+                "",
+                "n2",
+                "x" * 300,
+                b"",
+                b"\x00" * 16,
+                [],
+                [1, 2, 3],
+                {},
+                {"a": 1},
+                {1: [None]},
+                msgpack.ExtType(7, b"ext"),
+                msgpack.Timestamp(2**33, 999_999_999),
             ]
         )
 
@@ -437,7 +464,9 @@ def _bytes_garble(m: Mutator, frame: list[Any], seed: Seed) -> tuple[bytes, ...]
     elif how == 3:
         new = b""
     elif how == 4:  # a payload that is msgpack, but not a command's shape
-        new = msgpack.packb(rng.choice([[0, b"c", 2**64 - 1, 2**63, b"x"], [0, b"c", -1, 0, b"x"], [1], [9, 9], {}, 2**64 - 1]))
+        new = msgpack.packb(
+            rng.choice([[0, b"c", 2**64 - 1, 2**63, b"x"], [0, b"c", -1, 0, b"x"], [1], [9, 9], {}, 2**64 - 1])
+        )
     else:
         new = (data or b"\xff") * max(1, rng.choice([64 << 10, BIG_BYTES]) // max(1, len(data)))
     return _pack(_set(frame, path, new))

@@ -37,6 +37,7 @@ Every problem found is collected in FuzzReport.problems (the test asserts
 there are none); report.summary() says what was sent, what the nodes counted,
 and what their logs say went wrong.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,6 @@ from typing import Any
 
 import msgpack
 import zmq
-
 from cluster import RECORDING_SM, Cluster, HarnessError, Writer, group_members, pid_alive, wait_for
 from frame_capture import (
     Capture,
@@ -513,7 +513,9 @@ def _check_nodes(
         if not cluster.is_running(node):
             problems.append(f"{node}'s supervisor (`sandzmq start`) exited: {cluster.describe()}")
     if restarts:
-        problems.append(f"{len(restarts)} process deaths or starts during the fuzz, e.g. {[str(e) for e in restarts[:4]]}")
+        problems.append(
+            f"{len(restarts)} process deaths or starts during the fuzz, e.g. {[str(e) for e in restarts[:4]]}"
+        )
     groups_after = node_processes(cluster)
     for node, was in groups_before.items():
         now = groups_after.get(node, set())
@@ -631,7 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="the mutation sequence (default: a random one, printed)")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="mutated frames per second")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the cluster (default: a temp dir)")
-    parser.add_argument("--kinds", default=None, help=f"comma-separated mutations to use (default: all of {','.join(MUTATIONS)})")
+    parser.add_argument(
+        "--kinds", default=None, help=f"comma-separated mutations to use (default: all of {','.join(MUTATIONS)})"
+    )
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",") if args.kinds else None
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)

@@ -6,12 +6,12 @@ that a message type declared later is covered without a new strategy;
 `any_message` draws one of every declared type. A spec this module does not
 know fails loudly (value_for).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from hypothesis import strategies as st
-
 from sandzmq.protocol import REGISTRY, checks, derive
 from sandzmq.protocol.logdata import Entries
 from sandzmq.protocol.registry import CODECS
@@ -32,14 +32,20 @@ def entry_runs(draw: st.DrawFn, prev_index: int, max_size: int = 20) -> list[Ent
     uniform = draw(st.booleans())
     term0, kind0 = draw(uints), draw(kinds)
     terms = [term0] * n if uniform else sorted(draw(uints) for _ in range(n))  # terms never decrease
-    return [Entry(prev_index + 1 + i, terms[i], draw(st.binary(max_size=64)), kind0 if uniform else draw(kinds))
-            for i in range(n)]
+    return [
+        Entry(prev_index + 1 + i, terms[i], draw(st.binary(max_size=64)), kind0 if uniform else draw(kinds))
+        for i in range(n)
+    ]
 
 
 # Any value msgpack carries and gives back equal (no tuples, no NaN).
 plain_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=U64) | st.floats(allow_nan=False)
-    | st.text(max_size=8) | st.binary(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=U64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=3),
     max_leaves=10,
 )
@@ -111,4 +117,3 @@ def message_of(draw: st.DrawFn, cls: type) -> Any:
 
 DECLARED = sorted(CODECS, key=lambda c: REGISTRY.by_cls(c).tag)
 any_message = st.sampled_from(DECLARED).flatmap(message_of)
-

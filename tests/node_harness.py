@@ -10,6 +10,7 @@ only in order, ApplyState otherwise), and feeds their answers back, until
 nothing moves. Peer messages and client answers are collected for the test
 to read. No sockets, no threads, no wall clock.
 """
+
 from __future__ import annotations
 
 import random
@@ -17,7 +18,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sandzmq.config import ClusterConfig, NodeConfig, RaftOptions
 from sandzmq.node.core import NodeCore
 from sandzmq.node.output import Output
 from sandzmq.protocol import (
@@ -53,18 +53,33 @@ from sandzmq.raft import (
 )
 from sandzmq.raft.messages import MESSAGE_TYPES
 
+from sandzmq.config import ClusterConfig, NodeConfig, RaftOptions
+
 CLUSTER_ID = "00000000000000c1"
 APPLY_INCARNATION = 7
-TRANSPORT_DROPS = {"malformed": 0, "oversized": 0, "version": 0, "cluster": 0, "unknown_type": 0,
-                   "wrong_socket": 0, "handshake_failed": 0, "disconnects": 0, "total": 0}
+TRANSPORT_DROPS = {
+    "malformed": 0,
+    "oversized": 0,
+    "version": 0,
+    "cluster": 0,
+    "unknown_type": 0,
+    "wrong_socket": 0,
+    "handshake_failed": 0,
+    "disconnects": 0,
+    "total": 0,
+}
 
 
 def make_config(nodes: Iterable[str] = ("n1",), join: Iterable[str] = (), **raft: Any) -> ClusterConfig:
     """A config with these nodes (no file behind it: the core reads none)."""
     joining = set(join)
     return ClusterConfig(
-        path=Path("/nonexistent/cluster.toml"), name="coretest", state_machine="kv", state_machine_options={},
-        data_dir=Path("/nonexistent"), raft=RaftOptions(**raft),
+        path=Path("/nonexistent/cluster.toml"),
+        name="coretest",
+        state_machine="kv",
+        state_machine_options={},
+        data_dir=Path("/nonexistent"),
+        raft=RaftOptions(**raft),
         nodes=tuple(
             NodeConfig(node, f"tcp://127.0.0.1:{7000 + i}", f"tcp://127.0.0.1:{7100 + i}", join=node in joining)
             for i, node in enumerate(nodes)
@@ -87,8 +102,13 @@ class FakeClock:
 class FakeLogStore:
     """The log-store's half of its protocol, in memory; also the node core's cold reader."""
 
-    def __init__(self, log: Iterable[Entry] = (), hard_state: HardState | None = None,
-                 cluster_id: str = CLUSTER_ID, proposal: int = 0) -> None:
+    def __init__(
+        self,
+        log: Iterable[Entry] = (),
+        hard_state: HardState | None = None,
+        cluster_id: str = CLUSTER_ID,
+        proposal: int = 0,
+    ) -> None:
         self.log: list[Entry] = list(log)
         self.hard_state = hard_state or HardState()
         self.cluster_id, self.proposal = cluster_id, proposal
@@ -109,8 +129,18 @@ class FakeLogStore:
         return self.log[-1].term if self.log else 0
 
     def state(self, nonce: int) -> LogState:
-        return LogState(nonce, 4242, self.incarnation, self.hard_state, 1, self.last_index, self.last_term,
-                        self.durable, self.cluster_id, self.proposal)
+        return LogState(
+            nonce,
+            4242,
+            self.incarnation,
+            self.hard_state,
+            1,
+            self.last_index,
+            self.last_term,
+            self.durable,
+            self.cluster_id,
+            self.proposal,
+        )
 
     def take(self, msg: Any) -> list[Any]:
         """The log-store's answers to `msg`."""
@@ -128,7 +158,7 @@ class FakeLogStore:
         if msg.entries:
             first = msg.entries[0].index
             assert first <= self.last_index + 1, "a write that leaves a gap"
-            self.log[first - 1:] = list(msg.entries)
+            self.log[first - 1 :] = list(msg.entries)
         if msg.hard_state is not None:
             self.hard_state = msg.hard_state
         self.durable = msg.write_id
@@ -142,7 +172,7 @@ class FakeLogStore:
     # the cold reader (raft/log.py ColdReader)
     def entries(self, lo: int, hi: int) -> list[Entry]:
         self.cold_reads.append((lo, hi))
-        return self.log[lo - 1:hi - 1]
+        return self.log[lo - 1 : hi - 1]
 
     def term_at(self, index: int) -> int | None:
         return self.log[index - 1].term if 0 < index <= len(self.log) else None
@@ -175,8 +205,16 @@ class FakeApply:
 class Node:
     """One node core, its fake clock, log-store and apply actor, and what it sent."""
 
-    def __init__(self, nodes: Iterable[str] = ("n1",), me: str = "n1", *, join: Iterable[str] = (),
-                 disk: FakeLogStore | None = None, seed: int = 1, **raft: Any) -> None:
+    def __init__(
+        self,
+        nodes: Iterable[str] = ("n1",),
+        me: str = "n1",
+        *,
+        join: Iterable[str] = (),
+        disk: FakeLogStore | None = None,
+        seed: int = 1,
+        **raft: Any,
+    ) -> None:
         self.config = make_config(nodes, join, **raft)
         self.clock = FakeClock()
         self.disk = disk if disk is not None else FakeLogStore()
@@ -242,7 +280,10 @@ class Node:
                 return
             self._record(out)
             answers: list[Any] = []
-            for box, hold, partner in ((out.log_store, self.hold_log, self.disk), (out.apply, self.hold_apply, self.apply)):
+            for box, hold, partner in (
+                (out.log_store, self.hold_log, self.disk),
+                (out.apply, self.hold_apply, self.apply),
+            ):
                 if hold:
                     (self.to_log if partner is self.disk else self.to_apply).extend(box)
                 else:
@@ -257,8 +298,11 @@ class Node:
         core = self.core
         kind = type(msg)
         handlers = {
-            LogState: core.log_state, LogDurable: core.log_durable, LogGap: core.log_gap,
-            ApplyState: core.apply_state, ApplyResults: core.apply_results,
+            LogState: core.log_state,
+            LogDurable: core.log_durable,
+            LogGap: core.log_gap,
+            ApplyState: core.apply_state,
+            ApplyResults: core.apply_results,
         }
         if kind is LocalQueryResult:
             core.local_query_result(msg)
@@ -331,8 +375,9 @@ class Node:
             if isinstance(m, RequestVote):
                 self.deliver(RequestVoteResponse(m.dst, m.src, m.term, granted=True, pre_vote=m.pre_vote))
             elif isinstance(m, AppendEntries):
-                self.deliver(AppendEntriesResponse(m.dst, m.src, m.term, success=True,
-                                                   index=m.prev_index + len(m.entries)))
+                self.deliver(
+                    AppendEntriesResponse(m.dst, m.src, m.term, success=True, index=m.prev_index + len(m.entries))
+                )
             elif isinstance(m, Heartbeat):
                 self.deliver(HeartbeatResponse(m.dst, m.src, m.term, m.context))
 
@@ -358,4 +403,3 @@ def three(me: str = "n1", **kw: Any) -> Node:
 
 def messages_of(msgs: Iterable[Any], cls: type) -> list[Any]:
     return [m for m in msgs if isinstance(m, cls)]
-

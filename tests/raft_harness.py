@@ -26,6 +26,7 @@ have to repeat:
 Helpers for unit tests that drive one RaftCore by hand: `entries`, `make_core`,
 `settle`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -411,7 +412,8 @@ class Cluster:
         last = n.applied[-1].index if n.applied else 0
         assert e.index == last + 1, f"{n.id} was handed entry {e.index} after {last}\n{self.trace_tail()}"
         assert n.disk.term(e.index) == e.term, (
-            f"{n.id} was handed entry {e.index} before it was on its disk\n{self.trace_tail()}")
+            f"{n.id} was handed entry {e.index} before it was on its disk\n{self.trace_tail()}"
+        )
         known = self.committed.setdefault(e.index, e)
         assert (known.term, known.data) == (e.term, e.data), (
             f"{n.id} applied {e} at index {e.index} where {known} was applied\n{self.trace_tail()}"

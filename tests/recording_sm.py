@@ -12,6 +12,7 @@ must import nothing from the test suite and keep its state deterministic.
 - snapshot/restore: the list, msgpack'ed, so that a node restored from a
   snapshot answers exactly as one that applied every entry.
 """
+
 from __future__ import annotations
 
 from typing import Any, BinaryIO

@@ -26,6 +26,7 @@ message delivered, dropped or lost, every write a core asks for):
     python tests/simulation.py --seeds 0:20000          # a soak
     python tests/simulation.py --mutate commit-rule     # does it catch a deliberate bug?
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,14 +67,14 @@ class Faults:
     crash: float = 0.0  # per tick, for the whole cluster
     crash_leader: float = 0.0  # per tick: the leader crashes
     crash_after_event: float = 0.0  # per event a node handles: it crashes right after
-                                    # (messages sent, disk write not yet complete)
+    # (messages sent, disk write not yet complete)
     late: float = 0.0  # per message: a copy also arrives 5 to 40 ticks later
     new_leader_lost: float = 0.0  # per election: the winner crashes at once, or is cut off
-                                  # alone, its first entries on no other node (Figure 8's S5)
+    # alone, its first entries on no other node (Figure 8's S5)
     partition: float = 0.0  # per tick: start a random partition or heal it
 
     @classmethod
-    def draw(cls, rng: random.Random) -> "Faults":
+    def draw(cls, rng: random.Random) -> Faults:
         level = rng.choice(["calm", "lossy", "chaotic", "crashy", "storm"])
         if level == "storm":
             # Short-lived leaders and voters that forget: what Figure 8 and a
@@ -91,7 +92,9 @@ class Faults:
         if level == "calm":
             return cls(max_delay=rng.choice([0.5, 1.0]), max_disk_delay=rng.choice([0.2, 1.0]))
         if level == "lossy":
-            return cls(drop=rng.choice([0.05, 0.2]), duplicate=rng.choice([0.0, 0.05]), max_delay=rng.choice([1.0, 3.0]))
+            return cls(
+                drop=rng.choice([0.05, 0.2]), duplicate=rng.choice([0.0, 0.05]), max_delay=rng.choice([1.0, 3.0])
+            )
         if level == "crashy":
             return cls(
                 drop=0.02,
@@ -356,8 +359,10 @@ class Simulation:
             disk.write(write.entries, write.hard_state)
             last_term = disk.entries[-1].term if disk.entries else 0
             if (len(disk.entries), last_term) != (write.last_index, write.last_term):
-                self._fail(f"{node.id}: write {write.write_id} left the log at ({len(disk.entries)}, {last_term}), "
-                           f"the core expected ({write.last_index}, {write.last_term})")
+                self._fail(
+                    f"{node.id}: write {write.write_id} left the log at ({len(disk.entries)}, {last_term}), "
+                    f"the core expected ({write.last_index}, {write.last_term})"
+                )
             if disk.hard_state.commit > len(disk.entries):
                 self._fail(f"{node.id}: commit {disk.hard_state.commit} on disk beyond its log ({len(disk.entries)})")
             node.core.persisted(write.write_id)
@@ -474,7 +479,9 @@ class Simulation:
     # ------------------------------------------------------------------ invariants
 
     def _fail(self, text: str) -> None:
-        raise InvariantViolation(f"seed {self.seed}: {text} (at t={self.now:.2f}; replay: python tests/simulation.py --seed {self.seed} --verbose)")
+        raise InvariantViolation(
+            f"seed {self.seed}: {text} (at t={self.now:.2f}; replay: python tests/simulation.py --seed {self.seed} --verbose)"
+        )
 
     def _check_leader(self, node: SimNode) -> None:
         core = node.core
@@ -517,7 +524,10 @@ class Simulation:
             return
         self.checked_commit = commit
         term = core.log.term(commit)
-        durable_last = {n.id: (n.disk.entries[-1].index, n.disk.entries[-1].term) if n.disk.entries else (0, 0) for n in self.nodes.values()}
+        durable_last = {
+            n.id: (n.disk.entries[-1].index, n.disk.entries[-1].term) if n.disk.entries else (0, 0)
+            for n in self.nodes.values()
+        }
         quorum = len(self.ids) // 2 + 1
         for x in self.nodes.values():
             campaign_logs = []
@@ -528,7 +538,8 @@ class Simulation:
                 campaign_logs.append((x.core.log.last_index, x.core.log.last_term))
             for last_index, last_term in campaign_logs:
                 votes = sum(
-                    1 for v_index, v_term in durable_last.values()
+                    1
+                    for v_index, v_term in durable_last.values()
                     if last_term > v_term or (last_term == v_term and last_index >= v_index)
                 )
                 if votes >= quorum:
@@ -577,7 +588,9 @@ class Simulation:
         for node in self.nodes.values():
             missing = self.outstanding.keys() - node.applied_data
             if missing:
-                self._fail(f"liveness: {node.id} never applied {len(missing)} commands proposed after the faults stopped")
+                self._fail(
+                    f"liveness: {node.id} never applied {len(missing)} commands proposed after the faults stopped"
+                )
         lengths = {len(n.applied) for n in self.nodes.values()}
         if len(lengths) != 1:
             commits = {n.id: n.core.commit for n in self.nodes.values()}

@@ -1,4 +1,5 @@
 """The public Python API (SPEC 6): exports, errors, and NoOpReplicator's contract."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+from sandzmq.statemachines.kv import KVStateMachine, encode_cas, encode_get, encode_list, encode_put
 
 import sandzmq
 from sandzmq import (
@@ -24,7 +26,6 @@ from sandzmq import (
     StateMachine,
 )
 from sandzmq.state_machine import load_state_machine
-from sandzmq.statemachines.kv import KVStateMachine, encode_cas, encode_get, encode_list, encode_put
 
 
 class Counter(StateMachine):

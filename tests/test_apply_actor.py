@@ -4,6 +4,7 @@ The test plays the raft actor: an Inbox at layout.raft_ipc receives the
 apply actor's answers, a DEALER with identity "raft" sends it ApplyBatches
 and LocalQueries. Every wait polls with a deadline.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,8 @@ from typing import Any, BinaryIO
 
 import pykka
 import pytest
-
-from sandzmq import StateMachine
+from actor_partner import DEADLINE_S, write_one_node_config
+from actor_partner import FakeRaft as PartnerRaft
 from sandzmq.actors.apply import ApplyActor
 from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.process import EXIT_REFUSED, requested_exit
@@ -32,12 +33,12 @@ from sandzmq.protocol import (
     encode_command,
     encode_read,
 )
-from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import Entry, EntryKind
 from sandzmq.statemachines.kv import encode_get, encode_put
 from sandzmq.transport import Envelope, context, terminate_context
 
-from actor_partner import DEADLINE_S, FakeRaft as PartnerRaft, write_one_node_config
+from sandzmq import StateMachine
+from sandzmq.config import ClusterConfig, load_config
 
 OK, ERROR = int(ReplyStatus.OK), int(ReplyStatus.ERROR)
 CLIENT = b"client-1"
@@ -173,11 +174,13 @@ def applied_commands() -> list[bytes]:
 
 
 def test_commands_apply_in_order_with_one_result_each(kv: Node) -> None:
-    answer = kv.raft.results([
-        command(1, 1, encode_put("a", "1")),
-        command(2, 2, encode_put("a", "2")),
-        command(3, 3, encode_put("b", "x")),
-    ])
+    answer = kv.raft.results(
+        [
+            command(1, 1, encode_put("a", "1")),
+            command(2, 2, encode_put("a", "2")),
+            command(3, 3, encode_put("b", "x")),
+        ]
+    )
     assert answer.results == [
         (1, 1, OK, {"ok": True, "prev": None}),
         (2, 1, OK, {"ok": True, "prev": "1"}),
@@ -226,12 +229,14 @@ def test_retry_and_recording_machine_apply_once(rec: Node) -> None:
 
 def test_out_of_order_completion_applies_the_retry_once(rec: Node) -> None:
     # 5 and 6 in flight; 6 commits first, then 5's retry, then duplicates of both.
-    answer = rec.raft.results([
-        command(1, 6, b"six", first_incomplete=5),
-        command(2, 5, b"five", first_incomplete=5),
-        command(3, 5, b"five", first_incomplete=5),
-        command(4, 6, b"six", first_incomplete=5),
-    ])
+    answer = rec.raft.results(
+        [
+            command(1, 6, b"six", first_incomplete=5),
+            command(2, 5, b"five", first_incomplete=5),
+            command(3, 5, b"five", first_incomplete=5),
+            command(4, 6, b"six", first_incomplete=5),
+        ]
+    )
     assert [r[3] for r in answer.results] == [1, 2, 2, 1]
     assert applied_commands() == [b"six", b"five"]
 
@@ -239,19 +244,21 @@ def test_out_of_order_completion_applies_the_retry_once(rec: Node) -> None:
 def test_a_stale_duplicate_is_refused_not_applied(rec: Node) -> None:
     rec.raft.results([command(1, 1, b"a"), command(2, 2, b"b")])  # seq 2 carries first_incomplete 2
     answer = rec.raft.results([command(3, 1, b"a", first_incomplete=1)])
-    (index, term, status, value), = answer.results
+    ((index, term, status, value),) = answer.results
     assert (index, status) == (3, ERROR) and "stale request: already acknowledged" in value
     assert applied_commands() == [b"a", b"b"]
 
 
 def test_noop_and_config_entries_advance_the_index_but_never_reach_the_machine(rec: Node) -> None:
-    answer = rec.raft.results([
-        Entry(1, 1, b"", EntryKind.NOOP),
-        command(2, 1, b"a"),
-        Entry(3, 1, b"membership", EntryKind.CONFIG),
-        command(4, 2, b"b"),
-        Entry(5, 2, b"", EntryKind.NOOP),
-    ])
+    answer = rec.raft.results(
+        [
+            Entry(1, 1, b"", EntryKind.NOOP),
+            command(2, 1, b"a"),
+            Entry(3, 1, b"membership", EntryKind.CONFIG),
+            command(4, 2, b"b"),
+            Entry(5, 2, b"", EntryKind.NOOP),
+        ]
+    )
     assert answer.results == [(2, 1, OK, 1), (4, 1, OK, 2)] and answer.applied_index == 5
     assert RecordingSM.calls == [("apply", b"a"), ("apply", b"b")]
 
@@ -275,7 +282,7 @@ def test_an_unpackable_result_is_an_error_on_every_node(rec: Node) -> None:
     report = rec.raft.report_up_to(1)
     assert report == ApplyResults.of([], 1)
     answer = rec.raft.results([command(2, 1, b"set")])  # the retry, now as the leader
-    (_, _, status, message), = answer.results
+    ((_, _, status, message),) = answer.results
     assert status == ERROR and message.startswith("result is not msgpack-able")
     # As the leader, within a batch whose other results are fine.
     answer = rec.raft.results([command(3, 2, b"x"), command(4, 3, b"set"), command(5, 4, b"y")])
@@ -291,13 +298,15 @@ def test_an_undecodable_payload_is_an_error_result(rec: Node) -> None:
 
 
 def test_reads_through_the_log_see_the_state_at_their_index(rec: Node) -> None:
-    answer = rec.raft.results([
-        command(1, 1, b"a"),
-        Entry(2, 1, encode_read(b"count")),
-        command(3, 2, b"b"),
-        Entry(4, 1, encode_read(b"count")),
-        Entry(5, 1, encode_read(b"boom")),
-    ])
+    answer = rec.raft.results(
+        [
+            command(1, 1, b"a"),
+            Entry(2, 1, encode_read(b"count")),
+            command(3, 2, b"b"),
+            Entry(4, 1, encode_read(b"count")),
+            Entry(5, 1, encode_read(b"boom")),
+        ]
+    )
     assert [r[2:] for r in answer.results] == [(OK, 1), (OK, 1), (OK, 2), (OK, 2), (ERROR, answer.results[4][3])]
     assert "KeyError" in answer.results[4][3]
     # The same read again is answered again: reads are not deduplicated.
@@ -349,7 +358,9 @@ def test_apply_process_stops_on_sigterm(tmp_path: Path) -> None:
     raft = FakeRaft(NodeLayout.of(config, "n1"), Envelope(config.name))
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandzmq.actors", "apply", "--config", str(config_path), "--node", "n1"],
-        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         assert raft.expect(ApplyState).pid == proc.pid

@@ -2,6 +2,7 @@
 event of the run, the summary table, the --json file and the exit status.
 The run itself is the library's (tests/test_bench_lib.py); here it is
 replaced by canned events and a canned report."""
+
 from __future__ import annotations
 
 import io
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sandzmq.benchmark import BenchOptions, ClusterStarted, ClusterStopped, LeaderFound, NoLeaderError, Progress
 from sandzmq.cli import bench
+
 from sandzmq.config import load_config
 
 REPORT: dict[str, Any] = {
@@ -92,7 +93,11 @@ def test_run_prints_the_events_then_the_table_and_writes_the_json(config, tmp_pa
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     out, err, json_out = io.StringIO(), io.StringIO(), tmp_path / "r.json"
     assert bench.run(config, BenchOptions(), str(json_out), out=out, err=err) == 0
-    assert [line.split()[:2] for line in err.getvalue().splitlines()] == [["bench:", "1"], ["bench:", "n2"], ["0.5", "s"]]
+    assert [line.split()[:2] for line in err.getvalue().splitlines()] == [
+        ["bench:", "1"],
+        ["bench:", "n2"],
+        ["0.5", "s"],
+    ]
     assert out.getvalue() == bench.table(REPORT) + "\n"
     assert json.loads(json_out.read_text()) == REPORT
 

@@ -2,6 +2,7 @@
 batching ratios from the leader's counters, the memory sampling, and a
 whole run against a fake leader, in process. The command that prints it is
 tested in tests/test_bench_cli.py and, as a shell sees it, in tests/test_cli.py."""
+
 from __future__ import annotations
 
 import os
@@ -9,12 +10,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
 from typing import Any
 
 import pytest
-from test_client import CLUSTER, FakeNode, commands, unused_address
-
 from sandzmq.benchmark import (
     BenchOptions,
     ClusterStarted,
@@ -30,10 +28,12 @@ from sandzmq.benchmark import (
     run_bench,
     watch,
 )
-from sandzmq.config import load_config
-from sandzmq.errors import SandzmqError
 from sandzmq.protocol import ClientReply, ClientSubmit, ReplyStatus, StatusReply, StatusRequest
 from sandzmq.statemachines.kv import encode_put
+from test_client import CLUSTER, FakeNode, commands, unused_address
+
+from sandzmq.config import load_config
+from sandzmq.errors import SandzmqError
 
 STATS = {"append_messages": 100, "append_entries": 6400, "fsyncs": 50, "fsync_entries": 6000}
 
@@ -114,8 +114,9 @@ def test_local_hosts() -> None:
 def test_only_local_sandzmq_processes_are_sampled(tmp_path: Path) -> None:
     config = kv_config(tmp_path)
     stand_in = "import sys; print('up', flush=True); sys.stdin.read()"
-    with subprocess.Popen([sys.executable, "-c", stand_in, "sandzmq-stand-in"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE) as actor:
+    with subprocess.Popen(
+        [sys.executable, "-c", stand_in, "sandzmq-stand-in"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as actor:
         # Popen returns during the exec, before /proc/PID/cmdline is filled in: wait for the child to speak.
         assert actor.stdout.readline() == b"up\n"
         reports = [
@@ -158,8 +159,10 @@ def leader_answer() -> Callable[[FakeNode, Any], list[Any]]:
 
 def one_node_config(tmp_path: Path, address: str):
     path = tmp_path / "one.toml"
-    path.write_text(f'[cluster]\nname = "{CLUSTER}"\nstate_machine = "kv"\ndata_dir = "data"\n'
-                    f'[[nodes]]\nid = "n1"\nraft = "{unused_address()}"\nclient = "{address}"\n')
+    path.write_text(
+        f'[cluster]\nname = "{CLUSTER}"\nstate_machine = "kv"\ndata_dir = "data"\n'
+        f'[[nodes]]\nid = "n1"\nraft = "{unused_address()}"\nclient = "{address}"\n'
+    )
     return load_config(path)
 
 
@@ -177,9 +180,25 @@ def test_a_run_returns_the_report_and_reports_its_progress(tmp_path: Path) -> No
     assert progress[0].measured_s is None and progress[0].ops_per_s > 0  # the first second is warm-up
     assert any(e.measured_s is not None for e in progress)
     assert result["ops"] > 0 and result["errors"] == 0 and result["leader"] == "n1"
-    assert (result["clients"], result["size"], result["duration_s"], result["nodes"], result["spawned"]) == (2, 16, 1.6, 1, False)
+    assert (result["clients"], result["size"], result["duration_s"], result["nodes"], result["spawned"]) == (
+        2,
+        16,
+        1.6,
+        1,
+        False,
+    )
     assert (result["entries_per_append"], result["entries_per_fsync"]) == (64.0, 160.0)
-    assert list(result)[:9] == ["ops_per_s", "ops", "errors", "latency_ms", "clients", "size", "duration_s", "nodes", "fsync"]
+    assert list(result)[:9] == [
+        "ops_per_s",
+        "ops",
+        "errors",
+        "latency_ms",
+        "clients",
+        "size",
+        "duration_s",
+        "nodes",
+        "fsync",
+    ]
 
 
 def test_no_leader_in_a_running_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,7 +224,9 @@ def test_a_spawned_cluster_is_stopped_also_when_it_never_leads(tmp_path: Path, m
     monkeypatch.setattr(cluster, "terminate", lambda proc: stopped.append(proc) or 1)
     config = one_node_config(tmp_path, unused_address())
     events: list[Event] = []
-    with pytest.raises(NoLeaderError, match="the cluster stopped before it elected a leader; see .*bench-cluster.log") as caught:
+    with pytest.raises(
+        NoLeaderError, match="the cluster stopped before it elected a leader; see .*bench-cluster.log"
+    ) as caught:
         run_bench(config, BenchOptions(spawn=True, duration=1.0), on_event=events.append)
     log_path = config.data_dir / "bench-cluster.log"
     assert caught.value.log_path == log_path and log_path.exists()

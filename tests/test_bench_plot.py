@@ -1,5 +1,6 @@
 """bench/plot.py: which lines the results files give (the drawing itself
 needs matplotlib and is checked only when it is installed)."""
+
 from __future__ import annotations
 
 import json
@@ -14,17 +15,74 @@ import plot  # noqa: E402
 SWEEP = {
     "kind": "sandzmq-sweep",
     "cells": [
-        {"nodes": 3, "size": 128, "max_inflight": 4, "max_batch": 512, "outstanding": 1024, "ops_per_s": 30000.0, "p50_ms": 20.0, "p99_ms": 60.0},
-        {"nodes": 3, "size": 128, "max_inflight": 4, "max_batch": 512, "outstanding": 256, "ops_per_s": 20000.0, "p50_ms": 10.0, "p99_ms": 30.0},
-        {"nodes": 3, "size": 128, "max_inflight": 1, "max_batch": 512, "outstanding": 256, "ops_per_s": 12000.0, "p50_ms": 19.0, "p99_ms": None},
-        {"nodes": 5, "size": 128, "max_inflight": 1, "max_batch": 512, "outstanding": 256, "ops_per_s": None, "p50_ms": None, "p99_ms": None},
+        {
+            "nodes": 3,
+            "size": 128,
+            "max_inflight": 4,
+            "max_batch": 512,
+            "outstanding": 1024,
+            "ops_per_s": 30000.0,
+            "p50_ms": 20.0,
+            "p99_ms": 60.0,
+        },
+        {
+            "nodes": 3,
+            "size": 128,
+            "max_inflight": 4,
+            "max_batch": 512,
+            "outstanding": 256,
+            "ops_per_s": 20000.0,
+            "p50_ms": 10.0,
+            "p99_ms": 30.0,
+        },
+        {
+            "nodes": 3,
+            "size": 128,
+            "max_inflight": 1,
+            "max_batch": 512,
+            "outstanding": 256,
+            "ops_per_s": 12000.0,
+            "p50_ms": 19.0,
+            "p99_ms": None,
+        },
+        {
+            "nodes": 5,
+            "size": 128,
+            "max_inflight": 1,
+            "max_batch": 512,
+            "outstanding": 256,
+            "ops_per_s": None,
+            "p50_ms": None,
+            "p99_ms": None,
+        },
     ],
 }
 COMPARE = {
     "medians": [
-        {"config": "3x128", "outstanding": 256, "system": "sandzmq (fsync on)", "ops_per_s": 22000.0, "p50_ms": 10.8, "p99_ms": 30.0},
-        {"config": "3x128", "outstanding": 256, "system": "PySyncObj (leader)", "ops_per_s": 2400.0, "p50_ms": 106.0, "p99_ms": 120.0},
-        {"config": "3x128", "outstanding": 1024, "system": "PySyncObj (leader)", "ops_per_s": 8576.0, "p50_ms": 118.0, "p99_ms": 130.0},
+        {
+            "config": "3x128",
+            "outstanding": 256,
+            "system": "sandzmq (fsync on)",
+            "ops_per_s": 22000.0,
+            "p50_ms": 10.8,
+            "p99_ms": 30.0,
+        },
+        {
+            "config": "3x128",
+            "outstanding": 256,
+            "system": "PySyncObj (leader)",
+            "ops_per_s": 2400.0,
+            "p50_ms": 106.0,
+            "p99_ms": 120.0,
+        },
+        {
+            "config": "3x128",
+            "outstanding": 1024,
+            "system": "PySyncObj (leader)",
+            "ops_per_s": 8576.0,
+            "p50_ms": 118.0,
+            "p99_ms": 130.0,
+        },
     ]
 }
 

@@ -1,5 +1,6 @@
 """bench/profile_cluster.py's pure parts: /proc/<pid>/stat parsing, CPU
 shares, and folding py-spy's raw stacks into self and inclusive samples."""
+
 from __future__ import annotations
 
 import sys
@@ -36,8 +37,10 @@ def test_cpu_shares_per_process() -> None:
 
 
 def test_short_frames_lose_the_line_and_the_install_path() -> None:
-    assert pc.short_frame("Socket.send (/x/.venv/lib/python3.11/site-packages/zmq/sugar/socket.py:765)") == \
-        "Socket.send (zmq/sugar/socket.py)"
+    assert (
+        pc.short_frame("Socket.send (/x/.venv/lib/python3.11/site-packages/zmq/sugar/socket.py:765)")
+        == "Socket.send (zmq/sugar/socket.py)"
+    )
     assert pc.short_frame(f"flush ({pc.REPO}/actors/raft_actor.py:327)") == "flush (actors/raft_actor.py)"
     assert pc.short_frame("<native>") == "<native>"
 
@@ -56,5 +59,6 @@ def test_top_skips_the_plumbing() -> None:
     folded = pc.fold_raw(RAW)
     top = folded.top(folded.inclusive, 2, skip=pc.PLUMBING)
     assert [(row["function"], row["pct"]) for row in top] == [
-        ("SocketActor._pump (actors/base.py)", 90.0), ("RaftActor.flush (actors/raft_actor.py)", 60.0),
+        ("SocketActor._pump (actors/base.py)", 90.0),
+        ("RaftActor.flush (actors/raft_actor.py)", 60.0),
     ]

@@ -1,5 +1,6 @@
 """bench/sweep.py's pure parts: the grid, the round-robin order, the
 generated configs, the medians and the table. No cluster is started."""
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,20 @@ def test_supervisor_pid_from_the_bench_output() -> None:
 
 
 def test_run_result_from_a_bench_report() -> None:
-    report = {"ops_per_s": 9.5, "errors": 0, "latency_ms": {"p50": 1.0, "p99": 2.0},
-              "entries_per_append": 12.5, "entries_per_fsync": None,
-              "max_rss_mib": {"n1": {"raft": 40.0, "log": 30.0}, "n2": {"raft": 41.5}}}
-    assert sweep.run_result(report) == {"ops_per_s": 9.5, "p50_ms": 1.0, "p99_ms": 2.0, "entries_per_append": 12.5,
-                                        "entries_per_fsync": None, "max_rss_mib": 41.5, "errors": 0}
+    report = {
+        "ops_per_s": 9.5,
+        "errors": 0,
+        "latency_ms": {"p50": 1.0, "p99": 2.0},
+        "entries_per_append": 12.5,
+        "entries_per_fsync": None,
+        "max_rss_mib": {"n1": {"raft": 40.0, "log": 30.0}, "n2": {"raft": 41.5}},
+    }
+    assert sweep.run_result(report) == {
+        "ops_per_s": 9.5,
+        "p50_ms": 1.0,
+        "p99_ms": 2.0,
+        "entries_per_append": 12.5,
+        "entries_per_fsync": None,
+        "max_rss_mib": 41.5,
+        "errors": 0,
+    }

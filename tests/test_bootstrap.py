@@ -1,11 +1,11 @@
 """actors/bootstrap.py: the identity handshake that keeps a node that lost its
 data from voting again (issue 8 item 5), without sockets."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
-
 from sandzmq.node.bootstrap import (
     Become,
     DataState,

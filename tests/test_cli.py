@@ -4,6 +4,7 @@ Commands run as real processes through the console script, because what is
 tested is what a shell sees: stdout, stderr and the exit status. Nodes are
 FakeNodes (tests/test_client.py) where a command needs someone to answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_client import FakeNode, commands, unused_address
-
 from sandzmq.protocol import ClientReply, ClientSubmit, ReplyStatus, StatusReply, StatusRequest
+from test_client import FakeNode, commands, unused_address
 
 SPEC_NODE_KEYS = [
     "id", "role", "term", "leader", "commit_index", "applied_index",
@@ -219,7 +219,13 @@ def test_bench_reports_the_spec_json(config, fakes, tmp_path: Path) -> None:
     assert SPEC_BENCH_KEYS <= set(report)
     assert set(report["latency_ms"]) == {"p50", "p90", "p99", "max"}
     assert report["ops"] > 0 and report["errors"] == 0
-    assert (report["clients"], report["size"], report["duration_s"], report["nodes"], report["fsync"]) == (2, 64, 1.0, 3, True)
+    assert (report["clients"], report["size"], report["duration_s"], report["nodes"], report["fsync"]) == (
+        2,
+        64,
+        1.0,
+        3,
+        True,
+    )
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
     assert "ops/s" in result.stdout and "p99" in result.stdout
     assert "fsync on" in result.stderr and "n1 leads" in result.stderr
@@ -253,7 +259,9 @@ def growing_stats_answer(report: dict[str, Any]) -> Callable[[FakeNode, Any], li
     return answer
 
 
-def bench_against(answer: Any, config, fakes, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def bench_against(
+    answer: Any, config, fakes, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """A short `sandzmq bench` against one fake leader: the run and its --json report."""
     leader = fakes(answer, "n1")
     path = config([("n1", leader.address)])

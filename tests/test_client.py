@@ -6,6 +6,7 @@ that records every message it receives and answers it with whatever its
 the protocol: batching, sessions and sequence numbers, retries, leader
 following and the promises of its errors.
 """
+
 from __future__ import annotations
 
 import socket
@@ -17,10 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from sandzmq import Client, ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
-from sandzmq.replicator.client import discover_cluster
-from sandzmq.replicator.retry import RetryPolicy
 from sandzmq.protocol import (
     ClientQuery,
     ClientReply,
@@ -31,7 +28,11 @@ from sandzmq.protocol import (
     StatusRequest,
     decode_payload,
 )
+from sandzmq.replicator.client import discover_cluster
+from sandzmq.replicator.retry import RetryPolicy
 from sandzmq.transport import Envelope, Inbox, Poller
+
+from sandzmq import Client, ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
 
 CLUSTER = "test"
 #: How late past its timeout a call may end on a loaded machine (scheduling, not design).
@@ -163,8 +164,12 @@ def clients() -> Iterator[Callable[..., Client]]:
     """Factory of Clients (connect mode by default), all closed at the end of the test."""
     made: list[Client] = []
 
-    def make(*addresses: str, follow: bool = False, book: dict[str, str] | None = None, resend: float | None = None) -> Client:
-        client = Client(list(addresses), cluster=CLUSTER, follow_leader=follow, node_addresses=book, resend_interval=resend)
+    def make(
+        *addresses: str, follow: bool = False, book: dict[str, str] | None = None, resend: float | None = None
+    ) -> Client:
+        client = Client(
+            list(addresses), cluster=CLUSTER, follow_leader=follow, node_addresses=book, resend_interval=resend
+        )
         made.append(client)
         return client
 
@@ -427,10 +432,14 @@ def test_leader_change_keeps_the_seq_across_nodes(nodes, clients) -> None:
 
 def test_connect_with_follow_leader_follows_hints_but_reads_locally_at_home(nodes) -> None:
     leader = nodes(echo_ok, "n2")
-    home = nodes(lambda node, msg: (
-        reply_all(NOT_LEADER, ["n2", leader.address])(node, msg) if not (isinstance(msg, ClientQuery) and msg.consistency == "local")
-        else echo_ok(node, msg)
-    ), "n1")
+    home = nodes(
+        lambda node, msg: (
+            reply_all(NOT_LEADER, ["n2", leader.address])(node, msg)
+            if not (isinstance(msg, ClientQuery) and msg.consistency == "local")
+            else echo_ok(node, msg)
+        ),
+        "n1",
+    )
     with Client.connect(home.address, follow_leader=True, cluster=CLUSTER) as client:
         assert client.replicate(b"x") == b"x"
         assert client.leader_address == leader.address
@@ -545,7 +554,7 @@ def test_bad_replies_are_counted_and_ignored(nodes, clients) -> None:
     def answer(node: FakeNode, msg: Any) -> list[Any]:
         if not isinstance(msg, ClientSubmit):
             return []
-        (rid, payload), = commands(msg)
+        ((rid, payload),) = commands(msg)
         return [
             ClientReply.of([(rid + 1000, OK, "unknown request id")]),
             ClientReply.of([(rid, 99, "unknown status")]),

@@ -6,6 +6,7 @@ racing a resolver on another thread is never left asleep. It relies on
 private internals of concurrent.futures: the first tests fail loudly when
 those are not the ones it was checked against.
 """
+
 from __future__ import annotations
 
 import concurrent.futures._base as base
@@ -17,7 +18,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, as_completed, wait
 
 import pytest
-
 from sandzmq.replicator.futures import (
     CHECKED_PYTHONS,
     CHECKED_SOURCE,
@@ -28,9 +28,11 @@ from sandzmq.replicator.futures import (
     new_future,
 )
 
-RECHECK = ("LightFuture relies on private internals of concurrent.futures (listed in replicator/futures.py's "
-           "docstring); check them against this Python's concurrent/futures/_base.py, then update "
-           "CHECKED_PYTHONS and CHECKED_SOURCE")
+RECHECK = (
+    "LightFuture relies on private internals of concurrent.futures (listed in replicator/futures.py's "
+    "docstring); check them against this Python's concurrent/futures/_base.py, then update "
+    "CHECKED_PYTHONS and CHECKED_SOURCE"
+)
 
 
 def test_the_running_python_is_one_light_future_was_checked_against() -> None:
@@ -39,13 +41,26 @@ def test_the_running_python_is_one_light_future_was_checked_against() -> None:
 
 
 def test_the_private_internals_it_relies_on_are_unchanged() -> None:
-    pieces = (base.Future, base._AcquireFutures, base._create_and_install_waiters, base.wait, base.as_completed,
-              base._Waiter, base._AsCompletedWaiter, base._FirstCompletedWaiter, base._AllCompletedWaiter)
+    pieces = (
+        base.Future,
+        base._AcquireFutures,
+        base._create_and_install_waiters,
+        base.wait,
+        base.as_completed,
+        base._Waiter,
+        base._AsCompletedWaiter,
+        base._FirstCompletedWaiter,
+        base._AllCompletedWaiter,
+    )
     source = "".join(inspect.getsource(piece) for piece in pieces)
     assert hashlib.sha256(source.encode()).hexdigest()[:16] == CHECKED_SOURCE, f"the source changed: {RECHECK}"
     assert base_layout_matches(), f"Future's attributes changed: {RECHECK}"
     assert (base.RUNNING, base.FINISHED, base.CANCELLED, base.CANCELLED_AND_NOTIFIED) == (
-        "RUNNING", "FINISHED", "CANCELLED", "CANCELLED_AND_NOTIFIED")
+        "RUNNING",
+        "FINISHED",
+        "CANCELLED",
+        "CANCELLED_AND_NOTIFIED",
+    )
     assert LIGHT_FUTURES and new_future is LightFuture
 
 

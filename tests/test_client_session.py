@@ -8,6 +8,7 @@ messages, and the clock moves only when a test says so. After every step
 it checks the schedule's invariant: every live request is in exactly one
 place that looks at it again by its deadline.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from sandzmq.errors import ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
 from sandzmq.protocol import (
     ClientQuery,
     ClientReply,
@@ -33,6 +32,8 @@ from sandzmq.protocol import (
 from sandzmq.replicator.requests import EARLY_S, Kind, Request, Send, State
 from sandzmq.replicator.retry import RetryPolicy, RoundTrip, resend_interval
 from sandzmq.replicator.session import MAX_SUBMIT_REQUESTS, ClientSession, chunk_bounds
+
+from sandzmq.errors import ClusterUnavailable, NotLeaderError, ReplicationTimeout, SandzmqError
 
 OK, NOT_LEADER, LOST, ERROR, BUSY = (int(s) for s in ReplyStatus)
 A, B, C = "tcp://a:1", "tcp://b:1", "tcp://c:1"
@@ -54,12 +55,22 @@ class Harness:
     """One ClientSession, a fake clock, and a record of what went out."""
 
     def __init__(
-        self, *addresses: str, follow: bool = True, book: dict[str, str] | None = None,
-        policy: RetryPolicy | None = None, start: int = 0, seed: int = 0,
+        self,
+        *addresses: str,
+        follow: bool = True,
+        book: dict[str, str] | None = None,
+        policy: RetryPolicy | None = None,
+        start: int = 0,
+        seed: int = 0,
     ) -> None:
         self.session = ClientSession(
-            addresses or (A, B, C), client_id=CLIENT_ID, follow_leader=follow,
-            node_addresses=BOOK if book is None else book, policy=policy, rng=random.Random(seed))
+            addresses or (A, B, C),
+            client_id=CLIENT_ID,
+            follow_leader=follow,
+            node_addresses=BOOK if book is None else book,
+            policy=policy,
+            rng=random.Random(seed),
+        )
         self.session.leader.turn = start  # the first node to try: A by default
         self.now = 0.0
         self.resolved: list[Request] = []
@@ -103,8 +114,10 @@ class Harness:
 
     def answer(self, send: Send, status: int, value: Any = None, node: str | None = None) -> None:
         """Every request of `send` answered with `status` (OK: with its body)."""
-        rows = [(rid, status, r.body if status == OK and value is None else value)
-                for rid, r in enumerate(send.requests, send.first_rid)]
+        rows = [
+            (rid, status, r.body if status == OK and value is None else value)
+            for rid, r in enumerate(send.requests, send.first_rid)
+        ]
         self.receive(node or send.address, ClientReply.of(rows))
 
     def receive(self, node: str, message: object) -> None:
@@ -159,7 +172,8 @@ def test_calls_ready_together_go_out_as_one_submit_numbered_consecutively() -> N
     assert send.address == A and isinstance(send.message, ClientSubmit)
     assert send.message.first_request_id == send.first_rid
     assert [(p.client_id, p.seq, p.command) for p in h.payloads(send)] == [
-        (CLIENT_ID, i + 1, b"c%d" % i) for i in range(300)]
+        (CLIENT_ID, i + 1, b"c%d" % i) for i in range(300)
+    ]
     h.answer(send, OK)
     assert [h.result(c) for c in calls] == [b"c%d" % i for i in range(300)]
     assert h.session.live == 0 and h.session.attempts_out == 0
@@ -705,8 +719,15 @@ def _random_turn(h: Harness, model: Model, rng: random.Random, requests: list[Re
     if event == "call":
         kind = rng.choice([Kind.COMMAND, Kind.COMMAND, Kind.QUERY, Kind.STATUS])
         fixed = rng.choice([None, None, B, "bogus://y"]) if kind is not Kind.COMMAND else None
-        requests.append(h.call(b"r%d" % len(requests), timeout=rng.choice(TIMEOUTS), kind=kind, fixed=fixed,
-                               consistency="local" if fixed else "linearizable"))
+        requests.append(
+            h.call(
+                b"r%d" % len(requests),
+                timeout=rng.choice(TIMEOUTS),
+                kind=kind,
+                fixed=fixed,
+                consistency="local" if fixed else "linearizable",
+            )
+        )
         trace = f"call {requests[-1]!r} fixed={fixed}"
     elif event == "answer" and h.sent:
         send = rng.choice(h.sent)
@@ -791,5 +812,7 @@ def test_random_events_never_lose_a_request_and_every_call_resolves_by_its_deadl
         for request in requests:
             _check_resolution(h, model, request)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n  at step {len(trace) + 1} of (seed {seed}, follow={follow}, "
-                             f"slow_flush={slow_flush}):\n  " + "\n  ".join(trace)) from None
+        raise AssertionError(
+            f"{exc}\n  at step {len(trace) + 1} of (seed {seed}, follow={follow}, "
+            f"slow_flush={slow_flush}):\n  " + "\n  ".join(trace)
+        ) from None

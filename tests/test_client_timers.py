@@ -2,6 +2,7 @@
 message, payloads packed by hand-off to a reused Packer, and nothing kept
 alive after a request is answered. Real sockets against the FakeNodes of
 test_client.py."""
+
 from __future__ import annotations
 
 import gc
@@ -9,9 +10,10 @@ import time
 import weakref
 from typing import Any
 
-from sandzmq import ClusterUnavailable, ReplicationTimeout
 from sandzmq.protocol import ClientReply, ClientSubmit, encode_command
 from test_client import OK, SLACK, FakeNode, clients, commands, nodes, silent, wait_until  # noqa: F401 (fixtures)
+
+from sandzmq import ClusterUnavailable, ReplicationTimeout
 
 
 def test_payloads_are_byte_identical_to_encode_command(nodes, clients) -> None:

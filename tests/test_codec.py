@@ -7,6 +7,7 @@ later: a round trip from values drawn per field spec, and every mutation of a
 good body. The hand-picked refusals below pin the checks that matter most
 (exact types, [0, 2**62), entry columns, the per-message extra checks).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
+from message_strategies import MAX, U64, any_message, entry_runs, message_of, node_ids, uints
 from sandzmq.protocol import (
     REGISTRY,
     ApplyResults,
@@ -27,9 +28,10 @@ from sandzmq.protocol import (
     DecodeError,
     LogState,
     PeerHello,
+    checks,
+    derive,
     describe,
 )
-from sandzmq.protocol import checks, derive
 from sandzmq.protocol.logdata import (
     Entries,
     decode_entries,
@@ -38,7 +40,6 @@ from sandzmq.protocol.logdata import (
     encode_hard_state,
 )
 from sandzmq.protocol.registry import CODECS
-from message_strategies import MAX, U64, any_message, entry_runs, message_of, node_ids, uints
 from sandzmq.raft.messages import (
     MESSAGE_TYPES,
     AppendEntries,
@@ -92,6 +93,7 @@ msgpack_values = st.recursive(
 
 # -- coverage, tags ------------------------------------------------------------------
 
+
 def test_every_core_message_is_declared() -> None:
     assert set(MESSAGE_TYPES) <= set(CODECS)
     for mt in REGISTRY.types():
@@ -138,10 +140,13 @@ def test_body_layouts_are_pinned() -> None:
     assert encode_message(Heartbeat("a", "b", 5, 3, 1)) == ("p.beat", ["a", "b", 5, 3, 1])
     assert encode_message(ClientSubmit(7, [b"p"])) == ("c.submit", [7, [b"p"]])
     assert encode_message(ApplyResults([4, 5], [2, 2], [0, 0], [None, 1], 5)) == (
-        "a.results", [[4, 5], 2, 0, [None, 1], 5])
+        "a.results",
+        [[4, 5], 2, 0, [None, 1], 5],
+    )
 
 
 # -- round trips -----------------------------------------------------------------
+
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_message)
@@ -381,6 +386,7 @@ def test_validators() -> None:
 
 # -- the derivation itself -----------------------------------------------------------
 
+
 def test_a_field_whose_type_says_too_little_must_get_a_spec() -> None:
     @dataclasses.dataclass
     class Odd:
@@ -400,6 +406,7 @@ def test_the_generated_code_is_readable() -> None:
 
 
 # -- the node's columnar client and apply messages ----------------------------
+
 
 def test_node_column_messages_round_trip() -> None:
     from sandzmq.transport import Envelope
@@ -460,7 +467,13 @@ def test_entry_columns_read_like_a_list_of_entries() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [[1, 1, 7, [b"a"]], [1, 1, [0, 9], [b"a", b"b"]], [0, 1, 0, [b"a"]], [1, [1], 0, [b"a", b"b"]], [1, 1, 0, [b"a", 3]]],
+    [
+        [1, 1, 7, [b"a"]],
+        [1, 1, [0, 9], [b"a", b"b"]],
+        [0, 1, 0, [b"a"]],
+        [1, [1], 0, [b"a", b"b"]],
+        [1, 1, 0, [b"a", 3]],
+    ],
 )
 def test_bad_entry_columns_raise_decode_error(body: list[object]) -> None:
     with pytest.raises(DecodeError):
@@ -526,13 +539,15 @@ def test_bounded_fields() -> None:
 
 # -- describe ----------------------------------------------------------------------
 
+
 def test_describe_reads_like_a_protocol_trace() -> None:
     from sandzmq.protocol import ApplyBatch, LogDurable, LogWrite
 
     ae = AppendEntries("n1", "n2", 3, 7, 2, [Entry(8 + i, 3, b"x") for i in range(3)], 7)
     assert describe(ae) == "n1->n2 AppendEntries t3 prev=(7,t2) entries=8..10(t3) commit=7"
     assert describe(AppendEntries("n1", "n2", 3, 7, 2, [Entry(8, 3, b"", EntryKind.NOOP)], 7)) == (
-        "n1->n2 AppendEntries t3 prev=(7,t2) entries=8(t3,noop) commit=7")
+        "n1->n2 AppendEntries t3 prev=(7,t2) entries=8(t3,noop) commit=7"
+    )
     write = LogWrite(12, [Entry(8 + i, 3, b"x") for i in range(3)], HardState(3, "n1", 7))
     assert describe(write) == "raft->log LogWrite #12 entries=8..10(t3) hs=(t3,n1,7) sync"
     assert describe(LogDurable(12, 10, 3, 1)) == "log->raft LogDurable write_id=12 last_index=10 last_term=3 epoch=1"

@@ -1,5 +1,6 @@
 """Config loading (SPEC 4): valid files load with their defaults and resolved paths;
 every kind of mistake is one ConfigError line naming the file and the key."""
+
 from __future__ import annotations
 
 import os
@@ -184,9 +185,17 @@ INVALID = {
     "empty nodes": ("nodes = []\n" + CLUSTER, "nodes", "at least one [[nodes]]"),
     "nodes as a table": (CLUSTER + '[nodes]\nid = "n1"\n', "nodes", "expected [[nodes]] tables, got a table"),
     "node that is not a table": ("nodes = [1]\n" + CLUSTER, "nodes[0]", "expected a table, got an integer 1"),
-    "unknown top-level table": (CLUSTER + "[clutser]\nx = 1\n" + NODES, "clutser", "unknown key (did you mean cluster?)"),
+    "unknown top-level table": (
+        CLUSTER + "[clutser]\nx = 1\n" + NODES,
+        "clutser",
+        "unknown key (did you mean cluster?)",
+    ),
     "unknown cluster key": (CLUSTER + 'nmae = "x"\n' + NODES, "cluster.nmae", "unknown key (did you mean name?)"),
-    "unknown raft key": (CLUSTER + "[raft]\nheartbet_ms = 40\n" + NODES, "raft.heartbet_ms", "unknown key (did you mean heartbeat_ms?)"),
+    "unknown raft key": (
+        CLUSTER + "[raft]\nheartbet_ms = 40\n" + NODES,
+        "raft.heartbet_ms",
+        "unknown key (did you mean heartbeat_ms?)",
+    ),
     "unknown node key": (CLUSTER + node(1) + node(2) + node(3, adress='"x"'), "nodes[2].adress", "unknown key"),
     "unknown security key": (
         CLUSTER + '[security]\nkeys_dir = "k"\nclient_key = "c"\nauthorized_clients = []\nextra = 1\n' + NODES,
@@ -194,39 +203,103 @@ INVALID = {
         "unknown key",
     ),
     "quoted unknown key": (CLUSTER + '"odd\\nkey" = 1\n' + NODES, 'cluster."odd\\nkey"', "unknown key"),
-    "name of wrong type": (CLUSTER.replace('"dev"', "5") + NODES, "cluster.name", "expected a string, got an integer 5"),
+    "name of wrong type": (
+        CLUSTER.replace('"dev"', "5") + NODES,
+        "cluster.name",
+        "expected a string, got an integer 5",
+    ),
     "bad cluster name": (CLUSTER.replace('"dev"', '"my cluster"') + NODES, "cluster.name", "not a valid name"),
     "posix not yet": (CLUSTER.replace('"kv"', '"posix"') + NODES, "cluster.state_machine", "later release"),
     "bad state machine": (CLUSTER.replace('"kv"', '"kv2"') + NODES, "cluster.state_machine", "'module:Class'"),
-    "state machine missing class": (CLUSTER.replace('"kv"', '"mymodule:"') + NODES, "cluster.state_machine", "'module:Class'"),
+    "state machine missing class": (
+        CLUSTER.replace('"kv"', '"mymodule:"') + NODES,
+        "cluster.state_machine",
+        "'module:Class'",
+    ),
     "empty data_dir": (CLUSTER.replace('"kv"', '"kv"\ndata_dir = ""') + NODES, "cluster.data_dir", "empty"),
-    "options not a table": (CLUSTER.replace("[cluster]", "state_machine_options = 5\n[cluster]") + NODES, "state_machine_options", "expected a table"),
-    "integer given as string": (CLUSTER + '[raft]\nheartbeat_ms = "fifty"\n' + NODES, "raft.heartbeat_ms", 'expected an integer, got a string "fifty"'),
-    "integer given as boolean": (CLUSTER + "[raft]\nmax_inflight = true\n" + NODES, "raft.max_inflight", "expected an integer, got a boolean"),
+    "options not a table": (
+        CLUSTER.replace("[cluster]", "state_machine_options = 5\n[cluster]") + NODES,
+        "state_machine_options",
+        "expected a table",
+    ),
+    "integer given as string": (
+        CLUSTER + '[raft]\nheartbeat_ms = "fifty"\n' + NODES,
+        "raft.heartbeat_ms",
+        'expected an integer, got a string "fifty"',
+    ),
+    "integer given as boolean": (
+        CLUSTER + "[raft]\nmax_inflight = true\n" + NODES,
+        "raft.max_inflight",
+        "expected an integer, got a boolean",
+    ),
     "boolean given as integer": (CLUSTER + "[raft]\nfsync = 1\n" + NODES, "raft.fsync", "expected a boolean"),
     "zero is not positive": (CLUSTER + "[raft]\nmax_inflight = 0\n" + NODES, "raft.max_inflight", "positive"),
-    "float for integer": (CLUSTER + "[raft]\nsnapshot_threshold = 1.5\n" + NODES, "raft.snapshot_threshold", "expected an integer, got a float 1.5"),
-    "reversed election range": (CLUSTER + "[raft]\nelection_timeout_ms = [300, 150]\n" + NODES, "raft.election_timeout_ms", "0 < min < max"),
-    "election range as number": (CLUSTER + "[raft]\nelection_timeout_ms = 150\n" + NODES, "raft.election_timeout_ms", "[min, max]"),
-    "election range of three": (CLUSTER + "[raft]\nelection_timeout_ms = [1, 2, 3]\n" + NODES, "raft.election_timeout_ms", "[min, max]"),
-    "heartbeat too slow": (CLUSTER + "[raft]\nheartbeat_ms = 150\n" + NODES, "raft.heartbeat_ms", "below the election timeout minimum"),
+    "float for integer": (
+        CLUSTER + "[raft]\nsnapshot_threshold = 1.5\n" + NODES,
+        "raft.snapshot_threshold",
+        "expected an integer, got a float 1.5",
+    ),
+    "reversed election range": (
+        CLUSTER + "[raft]\nelection_timeout_ms = [300, 150]\n" + NODES,
+        "raft.election_timeout_ms",
+        "0 < min < max",
+    ),
+    "election range as number": (
+        CLUSTER + "[raft]\nelection_timeout_ms = 150\n" + NODES,
+        "raft.election_timeout_ms",
+        "[min, max]",
+    ),
+    "election range of three": (
+        CLUSTER + "[raft]\nelection_timeout_ms = [1, 2, 3]\n" + NODES,
+        "raft.election_timeout_ms",
+        "[min, max]",
+    ),
+    "heartbeat too slow": (
+        CLUSTER + "[raft]\nheartbeat_ms = 150\n" + NODES,
+        "raft.heartbeat_ms",
+        "below the election timeout minimum",
+    ),
     "tick coarser than heartbeat": (CLUSTER + "[raft]\ntick_ms = 60\n" + NODES, "raft.tick_ms", "heartbeat_ms"),
     "election faster than default heartbeat": (
         CLUSTER + "[raft]\nelection_timeout_ms = [40, 80]\n" + NODES,
         "raft.election_timeout_ms",
         "heartbeat_ms (50) must be below the election timeout minimum (40)",
     ),
-    "heartbeat finer than default tick": (CLUSTER + "[raft]\nheartbeat_ms = 5\n" + NODES, "raft.heartbeat_ms", "tick_ms (10) must not exceed heartbeat_ms (5)"),
-    "node missing raft": (CLUSTER + '[[nodes]]\nid = "n1"\nclient = "tcp://127.0.0.1:7101"\n', "nodes[0].raft", "missing"),
-    "node missing id": (CLUSTER + node(1) + '[[nodes]]\nraft = "tcp://h:1"\nclient = "tcp://h:2"\n', "nodes[1].id", "missing"),
+    "heartbeat finer than default tick": (
+        CLUSTER + "[raft]\nheartbeat_ms = 5\n" + NODES,
+        "raft.heartbeat_ms",
+        "tick_ms (10) must not exceed heartbeat_ms (5)",
+    ),
+    "node missing raft": (
+        CLUSTER + '[[nodes]]\nid = "n1"\nclient = "tcp://127.0.0.1:7101"\n',
+        "nodes[0].raft",
+        "missing",
+    ),
+    "node missing id": (
+        CLUSTER + node(1) + '[[nodes]]\nraft = "tcp://h:1"\nclient = "tcp://h:2"\n',
+        "nodes[1].id",
+        "missing",
+    ),
     "empty id": (CLUSTER + node(1).replace('"n1"', '""'), "nodes[0].id", "not a valid name"),
     "id with a slash": (CLUSTER + node(1).replace('"n1"', '"a/b"'), "nodes[0].id", "not a valid name"),
     "id that climbs": (CLUSTER + node(1).replace('"n1"', '".."'), "nodes[0].id", "not a valid name"),
     "id of wrong type": (CLUSTER + node(1).replace('"n1"', "1"), "nodes[0].id", "expected a string"),
     "duplicate id": (CLUSTER + node(1) + node(2).replace('"n2"', '"n1"'), "nodes[1].id", "duplicate node id 'n1'"),
-    "address without scheme": (CLUSTER + node(1).replace('"tcp://127.0.0.1:7001"', '"127.0.0.1:7001"'), "nodes[0].raft", "tcp://HOST:PORT"),
-    "ipc address": (CLUSTER + node(1).replace('"tcp://127.0.0.1:7101"', '"ipc:///tmp/n1"'), "nodes[0].client", "ipc://"),
-    "udp address": (CLUSTER + node(1).replace('"tcp://127.0.0.1:7001"', '"udp://127.0.0.1:7001"'), "nodes[0].raft", "not supported"),
+    "address without scheme": (
+        CLUSTER + node(1).replace('"tcp://127.0.0.1:7001"', '"127.0.0.1:7001"'),
+        "nodes[0].raft",
+        "tcp://HOST:PORT",
+    ),
+    "ipc address": (
+        CLUSTER + node(1).replace('"tcp://127.0.0.1:7101"', '"ipc:///tmp/n1"'),
+        "nodes[0].client",
+        "ipc://",
+    ),
+    "udp address": (
+        CLUSTER + node(1).replace('"tcp://127.0.0.1:7001"', '"udp://127.0.0.1:7001"'),
+        "nodes[0].raft",
+        "not supported",
+    ),
     "address without port": (CLUSTER + node(1).replace(":7001", ""), "nodes[0].raft", "tcp://HOST:PORT"),
     "wildcard host": (CLUSTER + node(1).replace("127.0.0.1:7001", "*:7001"), "nodes[0].raft", "'*' is not"),
     "port zero": (CLUSTER + node(1).replace(":7001", ":0"), "nodes[0].raft", "out of range"),
@@ -245,15 +318,33 @@ INVALID = {
         "already used by nodes[0].raft",
     ),
     "same endpoint spelt differently": (
-        CLUSTER + node(1).replace("127.0.0.1:7001", "LocalHost:7001") + node(2).replace("127.0.0.1:7002", "localhost:7001"),
+        CLUSTER
+        + node(1).replace("127.0.0.1:7001", "LocalHost:7001")
+        + node(2).replace("127.0.0.1:7002", "localhost:7001"),
         "nodes[1].raft",
         "already used",
     ),
     "join of wrong type": (CLUSTER + node(1, join='"yes"'), "nodes[0].join", "expected a boolean"),
-    "every node joins": (CLUSTER + node(1, join="true") + node(2, join="true"), "nodes", "at least one must start as a member"),
-    "shared data dir": (CLUSTER + node(1) + node(2, data_dir='"data/n1"'), "nodes[1].data_dir", "data directory of both n1 and n2"),
-    "shared data dir, override first": (CLUSTER + node(1, data_dir='"data/n2"') + node(2), "nodes[0].data_dir", "both n1 and n2"),
-    "security missing key": (CLUSTER + '[security]\nkeys_dir = "k"\nauthorized_clients = []\n' + NODES, "security.client_key", "missing"),
+    "every node joins": (
+        CLUSTER + node(1, join="true") + node(2, join="true"),
+        "nodes",
+        "at least one must start as a member",
+    ),
+    "shared data dir": (
+        CLUSTER + node(1) + node(2, data_dir='"data/n1"'),
+        "nodes[1].data_dir",
+        "data directory of both n1 and n2",
+    ),
+    "shared data dir, override first": (
+        CLUSTER + node(1, data_dir='"data/n2"') + node(2),
+        "nodes[0].data_dir",
+        "both n1 and n2",
+    ),
+    "security missing key": (
+        CLUSTER + '[security]\nkeys_dir = "k"\nauthorized_clients = []\n' + NODES,
+        "security.client_key",
+        "missing",
+    ),
     "security bad client name": (
         CLUSTER + '[security]\nkeys_dir = "k"\nclient_key = "c"\nauthorized_clients = ["ok", "../etc"]\n' + NODES,
         "security.authorized_clients[1]",

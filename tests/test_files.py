@@ -3,6 +3,7 @@
 Real directories and files, real fsync. Each test sets a permissive umask
 (0): the modes must not depend on the one the node happens to start with.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sandzmq.storage import files
 from sandzmq.storage.files import make_private_dir, write_file_atomically
 

@@ -1,6 +1,7 @@
 """The fuzzer's mutator (tests/frame_mutations.py), without processes: a seed
 names a sequence of mutations, every kind happens, and the frames are hostile
 in the way each kind says."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -8,7 +9,6 @@ from collections import Counter
 import msgpack
 from frame_capture import Capture, CapturedFrame
 from frame_mutations import MUTATIONS, Hint, Mutator, captured_seeds, corpus_extent
-
 from sandzmq.transport import PROTOCOL_VERSION
 
 
@@ -20,7 +20,12 @@ CORPUS = Capture(
     [
         CapturedFrame("raft", "n2", b"n1", _frame("p.vote", ["n1", "n2", 3, 10, 2, True])),
         CapturedFrame("raft", "n1", b"n2", _frame("p.vote_reply", ["n2", "n1", 3, True, True])),
-        CapturedFrame("raft", "n2", b"n1", _frame("p.append", ["n1", "n2", 3, 10, 2, 3, 0, [b"\x95\x00\xc4\x01c\x01\x00\xc4\x01x"], 9])),
+        CapturedFrame(
+            "raft",
+            "n2",
+            b"n1",
+            _frame("p.append", ["n1", "n2", 3, 10, 2, 3, 0, [b"\x95\x00\xc4\x01c\x01\x00\xc4\x01x"], 9]),
+        ),
         CapturedFrame("raft", "n1", b"n2", _frame("p.append_reply", ["n2", "n1", 3, True, 11, 0, 0])),
         CapturedFrame("raft", "n2", b"n1", _frame("p.beat", ["n1", "n2", 3, 9, 0])),
         CapturedFrame("raft", "n1", b"n2", _frame("p.beat_reply", ["n2", "n1", 3, 0])),

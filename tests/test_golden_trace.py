@@ -9,6 +9,7 @@ After a deliberate change, regenerate the files and review the diff:
     SANDZMQ_REGOLD=1 .venv/bin/pytest tests/test_golden_trace.py
     git diff tests/golden/
 """
+
 from __future__ import annotations
 
 import difflib

@@ -16,6 +16,7 @@ write is applied on every live node exactly once, in one order.
 
 A long run without pytest: `python tests/hostile_fuzz.py --seconds 600 --seed 7`.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ nodes' ports (SPEC 3: dropped and counted, never a crash).
 
 Real `sandzmq start` processes, real sockets, real disk (tests/cluster.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,10 @@ import msgpack
 import pytest
 import zmq
 from cluster import Cluster, Writer, close_client, history_problems, wait_for
-
-import sandzmq
 from sandzmq.raft.messages import Heartbeat, RequestVote
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Envelope
+
+import sandzmq
 
 pytestmark = pytest.mark.integration
 
@@ -49,18 +50,23 @@ def all_agree(c: Cluster) -> dict | None:
 def test_leader_within_a_few_seconds_of_start(shared):
     leader = shared.wait_for_leader(timeout=10)
     elected = time.monotonic() - shared.started_at
-    rows = wait_for(lambda: all_agree(shared), 10, "every node to follow the leader",
-                    describe=lambda: str(shared.status_all()))
+    rows = wait_for(
+        lambda: all_agree(shared), 10, "every node to follow the leader", describe=lambda: str(shared.status_all())
+    )
     everyone = time.monotonic() - shared.started_at
-    print(f"\nleader {leader} elected {elected:.2f}s after `sandzmq start` of 3 nodes; "
-          f"all 3 follow it after {everyone:.2f}s")
+    print(
+        f"\nleader {leader} elected {elected:.2f}s after `sandzmq start` of 3 nodes; "
+        f"all 3 follow it after {everyone:.2f}s"
+    )
     roles = sorted(r["role"] for r in rows.values())
     assert roles == ["follower", "follower", "leader"], rows
     assert elected < 10
 
 
 def test_one_leader_per_term_and_terms_stable_without_faults(shared):
-    wait_for(lambda: all_agree(shared), 15, "every node to follow one leader", describe=lambda: str(shared.status_all()))
+    wait_for(
+        lambda: all_agree(shared), 15, "every node to follow one leader", describe=lambda: str(shared.status_all())
+    )
     leaders_by_term: dict[int, set[str]] = defaultdict(set)
     seen: list[tuple[float, dict[str, tuple]]] = []
     started = time.monotonic()
@@ -78,7 +84,9 @@ def test_one_leader_per_term_and_terms_stable_without_faults(shared):
     assert not several, f"more than one leader in a term: {several}"
     first = seen[0][1]
     changed = [(t, s) for t, s in seen if s != first]
-    assert not changed, f"terms/roles changed with no fault; first {first}, then at {changed[0][0]:.2f}s {changed[0][1]}"
+    assert not changed, (
+        f"terms/roles changed with no fault; first {first}, then at {changed[0][0]:.2f}s {changed[0][1]}"
+    )
 
 
 def test_1000_commands_every_node_applies_the_same_sequence(shared):
@@ -133,18 +141,39 @@ def test_status_indexes_reflect_what_was_applied(shared):
     at least as far as the commands its state machine has applied (SPEC 5)."""
     leader = shared.wait_for_leader(timeout=10)
     Writer(shared.client(), "status-check").write(10, deadline=30)
-    counts = {n: len(shared.wait_records(n, lambda r: any(x.startswith(b"status-check-10") for x in r[-10:]), 20,
-                                         "the last write")) for n in NODES}
+    counts = {
+        n: len(
+            shared.wait_records(
+                n, lambda r: any(x.startswith(b"status-check-10") for x in r[-10:]), 20, "the last write"
+            )
+        )
+        for n in NODES
+    }
 
     def caught_up():
         rows = shared.status_all()
-        return all(rows[n]["applied_index"] is not None and rows[n]["applied_index"] >= counts[n]
-                   and rows[n]["commit_index"] >= counts[n] for n in NODES) and rows
+        return (
+            all(
+                rows[n]["applied_index"] is not None
+                and rows[n]["applied_index"] >= counts[n]
+                and rows[n]["commit_index"] >= counts[n]
+                for n in NODES
+            )
+            and rows
+        )
 
     # Indexes count Raft's own entries too, so they are at least the number of commands.
-    wait_for(caught_up, 10, f"status applied_index/commit_index >= commands applied {counts} (leader {leader})",
-             describe=lambda: str({n: {k: r.get(k) for k in ("role", "commit_index", "applied_index", "last_index")}
-                                   for n, r in shared.status_all().items()}))
+    wait_for(
+        caught_up,
+        10,
+        f"status applied_index/commit_index >= commands applied {counts} (leader {leader})",
+        describe=lambda: str(
+            {
+                n: {k: r.get(k) for k in ("role", "commit_index", "applied_index", "last_index")}
+                for n, r in shared.status_all().items()
+            }
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- hostile input
@@ -167,7 +196,10 @@ def _hostile_frames(node: str, term: int) -> list[tuple[str, list[bytes]]]:
         ("empty", [b""]),
         ("multi-frame garbage", [b"\xff" * 10, b"\x00" * 10, os.urandom(50)]),
         ("a msgpack string", [msgpack.packb("hello")]),
-        ("other protocol version", [msgpack.packb([PROTOCOL_VERSION + 1, cluster, "p.beat", [node, node, term, 0, 0]])]),
+        (
+            "other protocol version",
+            [msgpack.packb([PROTOCOL_VERSION + 1, cluster, "p.beat", [node, node, term, 0, 0]])],
+        ),
         ("unknown tag", [msgpack.packb([PROTOCOL_VERSION, cluster, "no.such.tag", []])]),
         ("right tag, malformed body", [msgpack.packb([PROTOCOL_VERSION, cluster, "p.beat", ["x"]])]),
         ("an old int tag", [msgpack.packb([PROTOCOL_VERSION, cluster, 4, [node, node, term, 0, 0]])]),
@@ -179,7 +211,10 @@ def _hostile_frames(node: str, term: int) -> list[tuple[str, list[bytes]]]:
         ("hello with a negative nonce", [msgpack.packb([PROTOCOL_VERSION, "other-cluster", "c.hello", [-1]])]),
         ("hello with an extra field", [msgpack.packb([PROTOCOL_VERSION, cluster, "c.hello", [1, 2]])]),
         ("hello, other version", [msgpack.packb([PROTOCOL_VERSION + 1, "other-cluster", "c.hello", [1]])]),
-        ("other cluster's RequestVote", [other.encode(RequestVote(src="n1", dst=node, term=term + 1000, last_index=10**9, last_term=term + 1000))]),
+        (
+            "other cluster's RequestVote",
+            [other.encode(RequestVote(src="n1", dst=node, term=term + 1000, last_index=10**9, last_term=term + 1000))],
+        ),
     ]
 
 
@@ -212,12 +247,20 @@ def test_garbage_oversized_and_foreign_messages_are_dropped_and_counted(shared, 
         rows = shared.status_all()
         return all((rows[n]["dropped"] or 0) > (before[n]["dropped"] or 0) for n in NODES) and rows
 
-    rows = wait_for(dropped_rose, 10, f"`dropped` to rise on every node after hostile input to the {port} ports",
-                    describe=lambda: f"before: {before}\nnow: {shared.status_all()}")
-    print(f"\ndropped on {port} ports: " + ", ".join(f"{n} {before[n]['dropped']} -> {rows[n]['dropped']}" for n in NODES))
+    rows = wait_for(
+        dropped_rose,
+        10,
+        f"`dropped` to rise on every node after hostile input to the {port} ports",
+        describe=lambda: f"before: {before}\nnow: {shared.status_all()}",
+    )
+    print(
+        f"\ndropped on {port} ports: " + ", ".join(f"{n} {before[n]['dropped']} -> {rows[n]['dropped']}" for n in NODES)
+    )
     for n in NODES:
         assert rows[n]["role"] in ("leader", "follower"), f"{n} is not up: {rows[n]}"
-        assert rows[n]["pids"] == before[n]["pids"], f"an actor of {n} restarted (crashed?): {before[n]['pids']} -> {rows[n]['pids']}"
+        assert rows[n]["pids"] == before[n]["pids"], (
+            f"an actor of {n} restarted (crashed?): {before[n]['pids']} -> {rows[n]['pids']}"
+        )
         assert rows[n]["term"] < term + 1000, f"{n} took the term of another cluster's message: {rows[n]}"
     assert shared.leader_of(rows) == leader, f"the hostile input changed the leader: {rows}"
     for n in NODES:
@@ -251,7 +294,9 @@ def test_nodes_survive_a_client_that_sends_oversized_frames_and_disconnects_repe
     rows = shared.status_all()
     for n in NODES:
         assert rows[n]["role"] in ("leader", "follower"), rows[n]
-        assert rows[n]["pids"] == before[n]["pids"], f"an actor of {n} restarted: {before[n]['pids']} -> {rows[n]['pids']}"
+        assert rows[n]["pids"] == before[n]["pids"], (
+            f"an actor of {n} restarted: {before[n]['pids']} -> {rows[n]['pids']}"
+        )
 
 
 def test_client_connect_to_a_follower_raises_not_leader_with_the_leader(shared):
@@ -271,8 +316,18 @@ def test_status_cli_json_has_the_spec_fields(shared):
     rows = shared.status_cli()
     assert sorted(rows) == NODES
     for n, r in rows.items():
-        for key in ("id", "role", "term", "leader", "commit_index", "applied_index", "last_index",
-                    "snapshot_index", "dropped", "pids"):
+        for key in (
+            "id",
+            "role",
+            "term",
+            "leader",
+            "commit_index",
+            "applied_index",
+            "last_index",
+            "snapshot_index",
+            "dropped",
+            "pids",
+        ):
             assert key in r, f"{n}: no {key!r} in {r}"
         assert r["role"] in ("leader", "follower"), r
         assert r["leader"] == leader, r

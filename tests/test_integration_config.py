@@ -1,6 +1,7 @@
 """Config errors through the real command line (SPEC 4): one line naming the
 file and the key, exit status 2, no traceback -- for `sandzmq start` and
 `sandzmq status`."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 20.0) -> tuple[int, str
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        pytest.fail(f"`sandzmq {' '.join(args)}` still running after {timeout}s (accepted a bad config?); "
-                    f"stderr: {err.decode(errors='replace')[-1000:]}")
+        pytest.fail(
+            f"`sandzmq {' '.join(args)}` still running after {timeout}s (accepted a bad config?); "
+            f"stderr: {err.decode(errors='replace')[-1000:]}"
+        )
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind
@@ -59,7 +62,11 @@ CASES = [
     ("bad-raft-option", lambda t: t + "[raft]\nheartbeat_ms = -5\n", "raft.heartbeat_ms"),
     ("unknown-raft-option", lambda t: t + "[raft]\nheartbeat = 50\n", "raft.heartbeat"),
     ("not-toml", lambda t: t + "this is = = not toml\n", None),
-    ("bad-state-machine", lambda t: _mutate(t, 'state_machine = "kv"', 'state_machine = "no such thing"'), "cluster.state_machine"),
+    (
+        "bad-state-machine",
+        lambda t: _mutate(t, 'state_machine = "kv"', 'state_machine = "no such thing"'),
+        "cluster.state_machine",
+    ),
 ]
 
 
@@ -96,4 +103,6 @@ def test_start_unknown_node(tmp_path):
     code, out, err = run_cli(["start", "--config", str(path), "--node", "n9"], tmp_path)
     check_one_line(code, out, err, path, "--node")
     assert "n9" in err
-    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir()), "start created data for a refused config"
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir()), (
+        "start created data for a refused config"
+    )

@@ -1,10 +1,11 @@
 """Client.connect(address), as SPEC 6 writes it: no config, no cluster name."""
+
 from __future__ import annotations
 
 import pytest
+from cluster import Cluster
 
 import sandzmq
-from cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ applied exactly once, in acknowledgement order, on every node; a command
 whose outcome was unknown (ReplicationTimeout, in flight at a crash) at most
 once; one refused with ClusterUnavailable/NotLeaderError never (SPEC 6).
 """
+
 from __future__ import annotations
 
 import time
@@ -181,8 +182,11 @@ def test_kill9_every_node_at_once_every_acknowledged_write_survives(make_cluster
         counts = {cmd: recs.count(cmd) for cmd in futures.values()}
         problems = [f"{cmd!r} acknowledged at {i}, missing" for cmd, i in acked_async.items() if counts[cmd] == 0]
         problems += [f"{cmd!r} applied {k} times" for cmd, k in counts.items() if k > 1]
-        problems += [f"{cmd!r} acknowledged at {i}, the node has {recs[i] if i < len(recs) else None!r} there"
-                     for cmd, i in acked_async.items() if counts[cmd] == 1 and not (i < len(recs) and recs[i] == cmd)]
+        problems += [
+            f"{cmd!r} acknowledged at {i}, the node has {recs[i] if i < len(recs) else None!r} there"
+            for cmd, i in acked_async.items()
+            if counts[cmd] == 1 and not (i < len(recs) and recs[i] == cmd)
+        ]
         assert not problems, f"{n}: {problems[:5]} ({len(problems)} problems)"
     # Writes go on after the restart; and a second whole-cluster crash, of logs
     # that were themselves recovered, loses nothing either.
@@ -276,15 +280,15 @@ def test_kill9_leader_with_many_commands_in_flight_each_applied_at_most_once(mak
             results[cmd] = f.result(timeout=20)
         except sandzmq.SandzmqError as exc:
             failed.append((cmd, exc))
-    print(f"\n{len(results)} acknowledged, {len(failed)} failed: "
-          f"{sorted({type(e).__name__ for _, e in failed})}")
+    print(f"\n{len(results)} acknowledged, {len(failed)} failed: {sorted({type(e).__name__ for _, e in failed})}")
     assert len(results) >= 400, f"only {len(results)} of 600 acknowledged; e.g. {failed[:3]}"
     c.start(old)
     c.wait_role(old, ["follower"], timeout=15)
     lists = c.wait_caught_up(list(results), timeout=30)
     for n, recs in lists.items():
-        problems = history_problems(recs, list(results), maybe=[cmd for cmd, _ in failed],
-                                    positions=results, prefix=b"inflight-", ordered=False)
+        problems = history_problems(
+            recs, list(results), maybe=[cmd for cmd, _ in failed], positions=results, prefix=b"inflight-", ordered=False
+        )
         assert not problems, f"{n}: {problems}"
 
 

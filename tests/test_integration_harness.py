@@ -1,6 +1,7 @@
 """The integration harness itself (tests/cluster.py): config writing, ports,
 process-group handling and clean-up, the history checker. None of these needs
 a working node."""
+
 from __future__ import annotations
 
 import io
@@ -44,7 +45,11 @@ def test_config_is_valid_and_complete(tmp_path):
 def test_ports_are_free_distinct_and_bindable(tmp_path):
     clusters = [Cluster(tmp_path / str(i)) for i in range(3)]
     try:
-        ports = [int(a.rsplit(":", 1)[1]) for c in clusters for a in [*c.raft_addresses.values(), *c.client_addresses.values()]]
+        ports = [
+            int(a.rsplit(":", 1)[1])
+            for c in clusters
+            for a in [*c.raft_addresses.values(), *c.client_addresses.values()]
+        ]
         assert len(ports) == len(set(ports)) == 18
         for port in ports:
             with socket.socket() as s:
@@ -60,7 +65,7 @@ def test_state_machine_module_imports_in_a_node_environment(tmp_path):
 
     c = Cluster(tmp_path)
     try:
-        code = "from sandzmq.state_machine import load_state_machine as l; print(type(l('%s', {})).__name__)" % RECORDING_SM
+        code = f"from sandzmq.state_machine import load_state_machine as l; print(type(l('{RECORDING_SM}', {{}})).__name__)"
         out = subprocess.run([sys.executable, "-c", code], env=c.env, cwd=tmp_path, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "RecordingStateMachine"
@@ -115,7 +120,14 @@ def test_stop_sends_sigterm_and_reports_the_exit_status(tmp_path):
         assert c.stop("n1") == 0
         assert proc.returncode == 0
         # A process that ignores SIGTERM: stop() kills it and says so.
-        proc = c._spawn("n2", [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('rea' + 'dy', flush=True)\ntime.sleep(600)"])
+        proc = c._spawn(
+            "n2",
+            [
+                sys.executable,
+                "-c",
+                "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('rea' + 'dy', flush=True)\ntime.sleep(600)",
+            ],
+        )
         wait_for(lambda: "ready" in c.log_text("n2"), 10, "n2 ready")
         with pytest.raises(HarnessError, match="did not exit"):
             c.stop("n2", timeout=1)
@@ -143,11 +155,15 @@ def test_history_checker():
     assert "missing" in history_problems([b"a", b"c"], acked)[0]
     assert "out of order" in history_problems([b"b", b"a", b"c"], acked)[0]
     assert "nobody sent" in history_problems([b"a", b"b", b"c", b"z"], acked)[0]
-    assert "ClusterUnavailable" in " ".join(history_problems([b"a", b"b", b"c", b"r"], acked, maybe=[b"r"], absent=[b"r"]))
+    assert "ClusterUnavailable" in " ".join(
+        history_problems([b"a", b"b", b"c", b"r"], acked, maybe=[b"r"], absent=[b"r"])
+    )
     assert history_problems([b"a", b"b", b"c"], acked, positions={b"a": 0, b"c": 2}) == []
     assert "index apply() returned" in history_problems([b"a", b"b", b"c"], acked, positions={b"a": 1})[0]
     # prefix: other writers' commands are ignored, positions use the whole list
-    assert history_problems([b"o-1", b"w-1", b"o-2", b"w-2"], [b"w-1", b"w-2"], positions={b"w-2": 3}, prefix=b"w-") == []
+    assert (
+        history_problems([b"o-1", b"w-1", b"o-2", b"w-2"], [b"w-1", b"w-2"], positions={b"w-2": 3}, prefix=b"w-") == []
+    )
 
 
 def test_recording_state_machine():

@@ -5,13 +5,13 @@ Each test first does the attack as the issue describes it, then checks what
 matters: no actor process died or restarted (its pids did not change), the
 cluster still elects and takes writes, nothing acknowledged was lost.
 """
+
 from __future__ import annotations
 
 import msgpack
 import pytest
 import zmq
 from cluster import Writer, wait_for
-
 from sandzmq.transport import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,9 @@ def test_a_heartbeat_with_term_2_64_minus_1_is_refused_and_the_cluster_lives_on(
         frame = msgpack.packb([PROTOCOL_VERSION, c.name, "p.beat", [other, n, 2**64 - 1, 0, 0]])
         send_raw(c.raft_addresses[n], frame)  # an outsider
         send_raw(c.raft_addresses[n], frame, identity=other.encode())  # posing as the peer it names
-    wait_for(lambda: sum(c.status(n)["dropped"] for n in NODES) >= dropped_before + 6, 10, "the frames counted as dropped")
+    wait_for(
+        lambda: sum(c.status(n)["dropped"] for n in NODES) >= dropped_before + 6, 10, "the frames counted as dropped"
+    )
     w.write(20)
     rows = c.status_all()
     assert all(r["term"] is not None and r["term"] < 1000 for r in rows.values()), rows
@@ -214,4 +216,6 @@ def test_a_restarted_apply_actor_replays_the_log_once_without_stalling_the_leade
     after = c.status(leader)
     assert (after["role"], after["term"]) == ("leader", before["term"]), "the replay stalled the leader"
     replayed = after["stats"]["apply_entries"] - before["stats"]["apply_entries"]
-    assert replayed <= 2 * after["commit_index"], f"{replayed} entries handed to the apply actor for a log of {after['commit_index']}"
+    assert replayed <= 2 * after["commit_index"], (
+        f"{replayed} entries handed to the apply actor for a log of {after['commit_index']}"
+    )

@@ -9,6 +9,7 @@
 The record layout (storage/records.py): a segment starts with a 12-byte
 header; each record is u32 length, u32 crc32, u8 type, then `length` bytes.
 """
+
 from __future__ import annotations
 
 import re
@@ -110,8 +111,11 @@ def test_corrupted_middle_record_refuses_to_start_with_a_clear_message(make_clus
     assert status != 0, f"{victim} exited {status} on a corrupt WAL"
     # The test's own temp path may contain "corrupt": look at what the node wrote, minus that path.
     root = str(c.root)
-    lines = [line for line in log.splitlines()
-             if not line.startswith("==== harness") and "corrupt" in line.replace(root, "<tmp>").lower()]
+    lines = [
+        line
+        for line in log.splitlines()
+        if not line.startswith("==== harness") and "corrupt" in line.replace(root, "<tmp>").lower()
+    ]
     assert lines, f"no line of {victim}'s log says 'corrupt':\n{log[-3000:]}"
     assert any(segment.name in line or str(c.wal_dir(victim)) in line for line in lines), (
         f"the message does not name the WAL file {segment}:\n" + "\n".join(lines)

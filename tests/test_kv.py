@@ -1,4 +1,5 @@
 """The built-in kv state machine: operations, error results, snapshots, determinism."""
+
 from __future__ import annotations
 
 import io
@@ -8,10 +9,10 @@ import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from sandzmq.state_machine import load_state_machine
 from sandzmq.statemachines import kv
 from sandzmq.statemachines.kv import KVStateMachine, encode_cas, encode_delete, encode_get, encode_list, encode_put
+
+from sandzmq.state_machine import load_state_machine
 
 
 @pytest.fixture

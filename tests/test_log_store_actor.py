@@ -4,6 +4,7 @@ The test plays the raft actor exactly as it will be: an Inbox (ROUTER) at
 layout.raft_ipc receives the log-store's answers, and a DEALER with identity
 "raft" sends it LogWrites and LogSyncs. Every wait polls with a deadline.
 """
+
 from __future__ import annotations
 
 import errno
@@ -20,19 +21,17 @@ from typing import Any
 
 import pykka
 import pytest
-
+from actor_partner import DEADLINE_S, write_one_node_config
+from actor_partner import FakeRaft as PartnerRaft
 from sandzmq.actors.layout import NodeLayout
 from sandzmq.actors.log_store import LogStoreActor
 from sandzmq.actors.process import EXIT_FAILURE, EXIT_REFUSED, requested_exit
 from sandzmq.protocol import ApplyState, LogDurable, LogGap, LogState, LogSync, LogWrite
-from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import Entry, EntryKind, HardState
 from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog
 from sandzmq.transport import Envelope, context, terminate_context
 
-from actor_partner import DEADLINE_S, FakeRaft as PartnerRaft, write_one_node_config
-
-
+from sandzmq.config import ClusterConfig, load_config
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -393,7 +392,9 @@ def test_after_a_failed_fsync_the_restarted_log_store_writes_a_new_segment(
     assert node.raft.expect(LogDurable) == LogDurable(2, 6, 1)
     assert old.stat().st_size == size
     assert sorted(p.name for p in node.layout.wal_dir.glob("*.wal")) == [
-        old.name, "0000000000000002-0000000000000004.wal"]
+        old.name,
+        "0000000000000002-0000000000000004.wal",
+    ]
 
 
 # ----------------------------------------------------------------------------- as a process

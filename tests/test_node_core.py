@@ -8,13 +8,13 @@ socket takes which message) is the actor's, tested in tests/test_raft_actor.py;
 what a message that did arrive on the right socket can still lie about is
 checked here.
 """
+
 from __future__ import annotations
 
 import pytest
-from node_harness import CLUSTER_ID, TRANSPORT_DROPS, FakeLogStore, Node, entries, messages_of, three
-
 import sandzmq.node.clients as clients_module
 import sandzmq.node.core as core_module
+from node_harness import CLUSTER_ID, TRANSPORT_DROPS, FakeLogStore, Node, entries, messages_of, three
 from sandzmq.node.apply_feed import APPLY_SILENCE_S
 from sandzmq.node.bootstrap import DataState, cluster_id_of
 from sandzmq.node.log_writes import LOG_RESEND_AFTER_S
@@ -43,8 +43,9 @@ from sandzmq.protocol import (
 )
 from sandzmq.raft import AppendEntries, HardState, Heartbeat, RequestVote, Role
 
-OK, NOT_LEADER, LOST, ERROR, BUSY = (int(s) for s in (ReplyStatus.OK, ReplyStatus.NOT_LEADER, ReplyStatus.LOST,
-                                                       ReplyStatus.ERROR, ReplyStatus.BUSY))
+OK, NOT_LEADER, LOST, ERROR, BUSY = (
+    int(s) for s in (ReplyStatus.OK, ReplyStatus.NOT_LEADER, ReplyStatus.LOST, ReplyStatus.ERROR, ReplyStatus.BUSY)
+)
 A, B = b"client-a", b"client-b"
 
 
@@ -129,8 +130,11 @@ def test_clients_get_busy_while_the_node_starts() -> None:
     node.hold_log = True
     node.deliver(ClientSubmit(10, [b"a", b"b"]), A)
     node.deliver(ClientQuery(12, "linearizable", b"q"), A)
-    assert node.replies_to(A) == [(10, BUSY, "node is starting"), (11, BUSY, "node is starting"),
-                                  (12, BUSY, "node is starting")]
+    assert node.replies_to(A) == [
+        (10, BUSY, "node is starting"),
+        (11, BUSY, "node is starting"),
+        (12, BUSY, "node is starting"),
+    ]
 
 
 def test_raft_messages_are_ignored_until_the_core_runs() -> None:
@@ -595,8 +599,23 @@ def test_results_of_entries_another_leader_overwrote_are_answered_lost() -> None
 # ---------------------------------------------------------------- status and counters
 
 
-RUNNING_KEYS = ["id", "role", "term", "leader", "commit_index", "applied_index", "last_index", "snapshot_index",
-                "dropped", "pids", "followers", "drops", "durable_index", "refused", "stats"]
+RUNNING_KEYS = [
+    "id",
+    "role",
+    "term",
+    "leader",
+    "commit_index",
+    "applied_index",
+    "last_index",
+    "snapshot_index",
+    "dropped",
+    "pids",
+    "followers",
+    "drops",
+    "durable_index",
+    "refused",
+    "stats",
+]
 DROPS_KEYS = [*TRANSPORT_DROPS, "failed", "foreign", "unbelievable"]
 
 
@@ -605,9 +624,17 @@ def test_status_is_unreachable_with_null_fields_until_the_log_store_has_spoken()
     node.hold_log = True
     node.run()
     assert node.status() == {
-        "id": "n1", "role": "unreachable", "term": None, "leader": None, "commit_index": None,
-        "applied_index": None, "last_index": None, "snapshot_index": None, "dropped": 0,
-        "pids": {"raft": 4141, "log": None, "apply": None}, "followers": {},
+        "id": "n1",
+        "role": "unreachable",
+        "term": None,
+        "leader": None,
+        "commit_index": None,
+        "applied_index": None,
+        "last_index": None,
+        "snapshot_index": None,
+        "dropped": 0,
+        "pids": {"raft": 4141, "log": None, "apply": None},
+        "followers": {},
         "drops": dict.fromkeys(DROPS_KEYS, 0),
     }
 

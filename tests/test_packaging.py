@@ -1,4 +1,5 @@
 """Packaging (SPEC 2): an install puts one import package, `sandzmq`, into site-packages."""
+
 from __future__ import annotations
 
 import shutil
@@ -12,7 +13,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = [
-    "actors", "benchmark", "cli", "node", "protocol", "raft", "replicator", "statemachines", "storage", "transport",
+    "actors",
+    "benchmark",
+    "cli",
+    "node",
+    "protocol",
+    "raft",
+    "replicator",
+    "statemachines",
+    "storage",
+    "transport",
 ]
 
 
@@ -23,8 +33,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]
     # whose leftovers (modules since moved or deleted) would end up in the
     # next wheel, and in the tree.
     source = tmp_path_factory.mktemp("source") / "sandzmq"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", "data", "*.ipc", "results"))
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", "data", "*.ipc", "results"
+        ),
+    )
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         capture_output=True,
@@ -50,7 +65,12 @@ def test_source_folders_are_subpackages(wheel: zipfile.ZipFile, folder: str) -> 
 
 def test_wheel_carries_the_modules_and_the_console_script(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    for module in ["sandzmq/__init__.py", "sandzmq/config.py", "sandzmq/statemachines/kv.py", "sandzmq/replicator/noop.py"]:
+    for module in [
+        "sandzmq/__init__.py",
+        "sandzmq/config.py",
+        "sandzmq/statemachines/kv.py",
+        "sandzmq/replicator/noop.py",
+    ]:
         assert module in names
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     scripts = wheel.read(entry_points).decode()

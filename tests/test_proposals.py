@@ -1,10 +1,10 @@
 """actors/proposals.py: matching the apply actor's results to client requests, in runs."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-
 from sandzmq.node.proposals import PendingProposals
 from sandzmq.protocol import ClientReply, ReplyStatus
 
@@ -26,7 +26,9 @@ class Replies:
 
 
 def resolve(pending: PendingProposals, results: list[tuple[int, int, int, Any]], replies: Replies) -> None:
-    pending.resolve([r[0] for r in results], [r[1] for r in results], [r[2] for r in results], [r[3] for r in results], replies)
+    pending.resolve(
+        [r[0] for r in results], [r[1] for r in results], [r[2] for r in results], [r[3] for r in results], replies
+    )
 
 
 def test_a_run_is_answered_with_consecutive_request_ids() -> None:

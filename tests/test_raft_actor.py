@@ -11,6 +11,7 @@ node core's, tested without sockets in tests/test_node_core.py.
 The node is a one-node cluster: it elects itself once its vote is durable,
 which the stand-in log-store decides by acknowledging (or not) its writes.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ from typing import Any
 
 import pykka
 import pytest
-
+from actor_partner import DEADLINE_S, FakePartner, write_one_node_config
 from sandzmq.actors.layout import NodeLayout
+from sandzmq.actors.raft_actor import RaftActor
 from sandzmq.protocol import (
     ApplyBatch,
     ApplyResults,
@@ -35,12 +37,10 @@ from sandzmq.protocol import (
     PeerHello,
     ReplyStatus,
 )
-from sandzmq.actors.raft_actor import RaftActor
-from sandzmq.config import ClusterConfig, load_config
 from sandzmq.raft.messages import HardState
-from sandzmq.transport import Envelope, PeerLink, context, terminate_context
+from sandzmq.transport import Envelope, PeerLink, terminate_context
 
-from actor_partner import DEADLINE_S, FakePartner, write_one_node_config
+from sandzmq.config import ClusterConfig, load_config
 
 
 class Node:

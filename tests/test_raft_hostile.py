@@ -6,12 +6,12 @@ core must refuse the lie (counted in `refused`), change nothing, and never
 raise: a raise outside the actor's dispatch guard ends the actor, and a term
 adopted from a forgery is written to disk for good.
 """
+
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 from raft_harness import Cluster, entries, log_terms, make_core, settle
-
 from sandzmq.raft import (
     AppendEntries,
     AppendEntriesResponse,
@@ -161,7 +161,12 @@ def test_a_large_backlog_is_written_in_parts_and_the_acknowledgement_waits_for_t
         if rd.write:
             writes.append(rd.write)
     assert [[e.index for e in w.entries] for w in writes] == [[1, 2], [3, 4], [5, 6], [7]]
-    assert [w.hard_state is not None for w in writes] == [False, False, False, True]  # commit never ahead of its entries
+    assert [w.hard_state is not None for w in writes] == [
+        False,
+        False,
+        False,
+        True,
+    ]  # commit never ahead of its entries
     assert [(w.last_index, w.must_sync) for w in writes] == [(2, True), (4, True), (6, True), (7, True)]
     for w in writes[:-1]:
         b.persisted(w.write_id)
@@ -181,8 +186,9 @@ def test_a_write_that_only_moves_commit_need_not_sync():
 
 
 def test_committed_entries_are_handed_out_by_bytes_and_within_the_apply_window():
-    core = RaftCore("a", ["a"], log=MemoryLog(entries([1] * 10)), hard_state=HardState(term=1, commit=10),
-                    applied=0, config=None)
+    core = RaftCore(
+        "a", ["a"], log=MemoryLog(entries([1] * 10)), hard_state=HardState(term=1, commit=10), applied=0, config=None
+    )
     core.config.max_apply_bytes = 10  # each entry holds 3 bytes ("3@1")
     core.config.max_apply_lag = 5
     first = core.ready().committed
@@ -212,7 +218,10 @@ def test_an_ineligible_node_steps_down_and_never_campaigns_but_still_votes():
 
 @given(
     sizes=st.lists(st.integers(0, 50), min_size=1, max_size=30),
-    lo=st.integers(1, 30), span=st.integers(0, 30), max_bytes=st.integers(0, 200), trim=st.integers(0, 10),
+    lo=st.integers(1, 30),
+    span=st.integers(0, 30),
+    max_bytes=st.integers(0, 200),
+    trim=st.integers(0, 10),
     rewrite=st.integers(0, 30),
 )
 def test_byte_cuts_and_sizes_match_a_pass_over_the_entries(sizes, lo, span, max_bytes, trim, rewrite):

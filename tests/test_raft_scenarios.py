@@ -6,11 +6,11 @@ Besides each test's own assertions the cluster checks, after every step, that
 no term has two leaders and that no two nodes (nor two lives of one node) apply
 different entries at one index.
 """
+
 from __future__ import annotations
 
 import pytest
 from raft_harness import Cluster, ElectionFailed, make_config
-
 from sandzmq.raft import AppendEntries, AppendEntriesResponse, HardState, NotLeader, RequestVote, Role
 
 

@@ -4,11 +4,11 @@ Single messages are stepped into bare RaftCores (raft_harness.make_core);
 anything that needs a leader and its followers uses raft_harness.Cluster, which
 also checks election safety and apply order/durability after every step.
 """
+
 from __future__ import annotations
 
 import pytest
 from raft_harness import Cluster, entries, log_terms, make_config, make_core, settle
-
 from sandzmq.raft import (
     AppendEntries,
     AppendEntriesResponse,

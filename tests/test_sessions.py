@@ -1,10 +1,10 @@
 """Client sessions: exactly-once results per (client, sequence number)."""
+
 from __future__ import annotations
 
 import pytest
-
-from sandzmq.protocol import ReplyStatus
 from sandzmq.node.sessions import STALE, TOO_MANY_RESULTS, Sessions
+from sandzmq.protocol import ReplyStatus
 
 A, B = b"client-a", b"client-b"
 OK = int(ReplyStatus.OK)

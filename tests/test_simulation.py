@@ -3,12 +3,12 @@
 Replay any failing seed with `python tests/simulation.py --seed N --verbose`.
 SANDZMQ_SOAK=N runs N more seeds (after the CI's) in test_soak.
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 from simulation import MUTATIONS, InvariantViolation, Simulation, run_seeds
 
 CI_SEEDS = range(0, 2000)

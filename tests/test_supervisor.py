@@ -7,6 +7,7 @@ ignore SIGTERM), and records its pid again when SIGTERM stops it. Tests that nee
 a process of its own (a driver script); the others drive it in-process with
 start() / step() / stop().
 """
+
 from __future__ import annotations
 
 import json
@@ -15,16 +16,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sandzmq.actors.supervisor import KINDS, NAMES, RestartPolicy, Supervisor, describe_exit
+from sandzmq.statemachines.kv import encode_get, encode_put
 
 from sandzmq import ClusterUnavailable, ConfigError, NotLeaderError, RaftReplicator
-from sandzmq.actors.supervisor import KINDS, NAMES, RestartPolicy, Supervisor, describe_exit
 from sandzmq.config import ClusterConfig, load_config
-from sandzmq.statemachines.kv import encode_get, encode_put
 
 CHILD = r"""
 import os, signal, sys, time
@@ -64,10 +65,14 @@ supervisor = Supervisor(
 sys.exit(supervisor.run())
 """
 
-FAST = RestartPolicy(backoff_initial=0.02, backoff_max=0.1, max_restarts=3, window=30.0, stop_grace=2.0, poll_interval=0.02)
+FAST = RestartPolicy(
+    backoff_initial=0.02, backoff_max=0.1, max_restarts=3, window=30.0, stop_grace=2.0, poll_interval=0.02
+)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", tick: Callable[[], Any] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", tick: Callable[[], Any] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         if tick is not None:
@@ -90,7 +95,7 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def write_config(tmp_path: Path, node_ids: list[str]) -> Path:
+def write_config(tmp_path: Path, node_ids: Sequence[str]) -> Path:
     text = '[cluster]\nname = "sup"\nstate_machine = "kv"\ndata_dir = "data"\n'
     for i, node_id in enumerate(node_ids):
         text += f'\n[[nodes]]\nid = "{node_id}"\nraft = "tcp://127.0.0.1:{17001 + i}"\nclient = "tcp://127.0.0.1:{17101 + i}"\n'
@@ -174,7 +179,8 @@ def test_an_actor_killed_with_sigkill_is_restarted(supervise, actors: Actors) ->
     os.kill(before["raft"], signal.SIGKILL)
     after = wait_until(
         lambda: running_pids(supervisor)["raft"] not in (None, before["raft"]) and running_pids(supervisor),
-        tick=supervisor.step, what="raft restarted",
+        tick=supervisor.step,
+        what="raft restarted",
     )
     assert after["log"] == before["log"] and after["apply"] == before["apply"]  # the others kept running
     wait_until(lambda: len(actors.starts("n1", "raft")) == 2, what="the new raft to run")
@@ -228,12 +234,14 @@ def test_the_backoff_doubles_and_is_capped(supervise, actors: Actors) -> None:
     raft = next(c for c in supervisor.children if c.kind == "raft")
     delays = []
     last = None
+
     def record() -> None:
         nonlocal last
         supervisor.step()
         if raft.restart_at is not None and raft.restart_at != last:
             last = raft.restart_at
             delays.append(round(raft.restart_at - raft.restarts[-1], 3))
+
     wait_until(lambda: len(delays) >= 4, tick=record, what="four restarts")
     assert delays[:4] == [0.02, 0.04, 0.05, 0.05]
 
@@ -266,9 +274,18 @@ def driver(tmp_path: Path, actors: Actors) -> Iterator[Callable[..., subprocess.
     (tmp_path / "driver.py").write_text(DRIVER)
     (tmp_path / "child.py").write_text(CHILD)
 
-    def start(node_ids: list[str] = ["n1"], grace: float = 2.0, parent_fd: int | None = None) -> subprocess.Popen[bytes]:  # noqa: B006
+    def start(
+        node_ids: tuple[str, ...] = ("n1",), grace: float = 2.0, parent_fd: int | None = None
+    ) -> subprocess.Popen[bytes]:
         config = write_config(tmp_path, node_ids)
-        argv = [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), str(grace)]
+        argv = [
+            sys.executable,
+            str(tmp_path / "driver.py"),
+            str(config),
+            str(actors.logdir),
+            str(tmp_path / "child.py"),
+            str(grace),
+        ]
         if parent_fd is not None:
             argv.append(str(parent_fd))
         proc = subprocess.Popen(argv, start_new_session=True, pass_fds=() if parent_fd is None else (parent_fd,))
@@ -339,7 +356,9 @@ def test_actors_do_not_outlive_a_killed_supervisor(driver, actors: Actors) -> No
 
 
 @pytest.mark.parametrize("kind", ["log", "apply", "raft"])
-def test_run_stops_everything_and_exits_1_once_an_actor_is_given_up(driver, actors: Actors, tmp_path: Path, kind: str) -> None:
+def test_run_stops_everything_and_exits_1_once_an_actor_is_given_up(
+    driver, actors: Actors, tmp_path: Path, kind: str
+) -> None:
     """So that a service manager sees the node is down: a node that keeps
     running without its apply actor would still lead and take writes it
     never answers."""
@@ -349,7 +368,10 @@ def test_run_stops_everything_and_exits_1_once_an_actor_is_given_up(driver, acto
     config = write_config(tmp_path, ["n1", "n2"])
     proc = subprocess.run(
         [sys.executable, str(tmp_path / "driver.py"), str(config), str(actors.logdir), str(tmp_path / "child.py"), "2"],
-        start_new_session=True, capture_output=True, text=True, timeout=30,
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 1, proc.stderr
     assert "refuses to start" in proc.stderr and f"n2: the {NAMES[kind]}" in proc.stderr
@@ -409,8 +431,13 @@ def test_raft_replicator_stops_its_node_when_the_application_is_killed(tmp_path:
     from actor_partner import write_one_node_config  # here: see test_raft_replicator_runs_a_real_node
 
     config = write_one_node_config(tmp_path, name="orphan")
-    app = subprocess.Popen([sys.executable, "-c", APPLICATION, str(config)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, cwd=tmp_path, start_new_session=True)
+    app = subprocess.Popen(
+        [sys.executable, "-c", APPLICATION, str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     supervisor: int | None = None
     try:
         started = json.loads(read_line(app, 40))
@@ -450,15 +477,18 @@ def test_raft_replicator_runs_a_real_node(tmp_path: Path) -> None:
             assert node.pid is not None
             groups.append(node.pid)
         leader = wait_until(
-            lambda: next((n for n in nodes if n.status()["role"] == "leader"), None), timeout=20, what="a leader")
+            lambda: next((n for n in nodes if n.status()["role"] == "leader"), None), timeout=20, what="a leader"
+        )
         assert leader.replicate(encode_put("k", "v"), timeout=5) == {"ok": True, "prev": None}
         assert leader.query(encode_get("k")) == {"ok": True, "value": "v"}
         follower = next(n for n in nodes if n is not leader)
         with pytest.raises(NotLeaderError) as caught:
             follower.replicate(encode_put("k", "w"), timeout=5)
         assert (caught.value.leader_id, caught.value.leader_address) == (leader.node_id, leader.address)
-        wait_until(lambda: follower.query(encode_get("k"), consistency="local") == {"ok": True, "value": "v"},
-                   what="the follower to apply")
+        wait_until(
+            lambda: follower.query(encode_get("k"), consistency="local") == {"ok": True, "value": "v"},
+            what="the follower to apply",
+        )
     finally:
         for node in nodes:
             node.stop()

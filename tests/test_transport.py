@@ -4,6 +4,7 @@ No sleeps as synchronisation: every wait is a poll with a deadline. Every
 socket is closed by the `net` fixture, and the process context is destroyed
 after each test (and checked to have no socket left open).
 """
+
 from __future__ import annotations
 
 import errno
@@ -15,7 +16,6 @@ from typing import Any
 
 import msgpack
 import pytest
-
 from sandzmq.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -156,6 +156,7 @@ def good_after(inbox: Inbox, link: PeerLink, marker: int) -> None:
 
 # -- delivery ------------------------------------------------------------------
 
+
 def test_raft_messages_round_trip_between_two_nodes(net: Net) -> None:
     env = Envelope("dev")
     inbox1, inbox2 = net.inbox(env), net.inbox(env)
@@ -258,6 +259,7 @@ def test_without_handover_a_second_connection_cannot_take_an_identity_over(net: 
 
 # -- refusals: dropped, counted, and the inbox keeps working ----------------------
 
+
 def test_garbage_bytes_are_dropped(net: Net) -> None:
     env = Envelope("dev")
     inbox = net.inbox(env)
@@ -343,6 +345,7 @@ def test_non_zmtp_bytes_on_the_port_are_counted(tmp_path: Path) -> None:
 
 # -- sending never blocks ----------------------------------------------------------
 
+
 def dead_address(net: Net) -> str:
     """An address with nothing listening. (Not a just-closed Inbox: libzmq
     closes listeners asynchronously, so a connect may still get through.)"""
@@ -407,6 +410,7 @@ def test_send_after_close_is_counted(net: Net) -> None:
 
 # -- the poller --------------------------------------------------------------------
 
+
 def test_poller_times_out_and_wakes(net: Net) -> None:
     env = Envelope("dev")
     a, b = net.inbox(env), net.inbox(env)
@@ -438,7 +442,7 @@ def test_stale_ipc_file_is_taken_over(tmp_path: Path) -> None:
     """A crashed process leaves its socket file behind; the restart binds anyway."""
     address = ipc_endpoint(tmp_path, "stale")
     stale = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
-    stale.bind(address[len("ipc://"):])
+    stale.bind(address[len("ipc://") :])
     stale.close()  # the file stays, nobody listens
     env = Envelope("dev")
     with Inbox(address, env) as inbox, PeerLink(address, env, "n2") as link:
@@ -470,9 +474,11 @@ def test_an_inbox_takes_only_its_message_set_by_sender_identity(tmp_path) -> Non
     env = Envelope("dev")
     hb, rv = Heartbeat("a", "b", 1, 0), RequestVote("a", "b", 1, 0, 0)
     accept = {b"log": env.registry.tags_of(Heartbeat), ANY_SENDER: env.registry.tags_of(RequestVote)}
-    with Inbox(f"ipc://{tmp_path}/in", env, accept=accept) as inbox, \
-            PeerLink(inbox.address, Envelope("dev"), "log") as log_link, \
-            PeerLink(inbox.address, Envelope("dev"), "other") as other_link:
+    with (
+        Inbox(f"ipc://{tmp_path}/in", env, accept=accept) as inbox,
+        PeerLink(inbox.address, Envelope("dev"), "log") as log_link,
+        PeerLink(inbox.address, Envelope("dev"), "other") as other_link,
+    ):
         for link in (log_link, other_link):
             assert link.send(hb) and link.send(rv)
         got: list = []
@@ -482,12 +488,15 @@ def test_an_inbox_takes_only_its_message_set_by_sender_identity(tmp_path) -> Non
             assert time.monotonic() < deadline, (got, inbox.envelope.drops)
             if poller.wait(100):
                 got += inbox.drain()
-        assert sorted((ident, type(m).__name__) for ident, m in got) == [(b"log", "Heartbeat"), (b"other", "RequestVote")]
+        assert sorted((ident, type(m).__name__) for ident, m in got) == [
+            (b"log", "Heartbeat"),
+            (b"other", "RequestVote"),
+        ]
 
 
 def test_a_message_that_cannot_be_encoded_is_counted_not_raised(tmp_path) -> None:
-    from sandzmq.transport import Envelope, Inbox, PeerLink
     from sandzmq.protocol import ClientReply
+    from sandzmq.transport import Envelope, Inbox, PeerLink
 
     env = Envelope("dev", max_message_bytes=1000)
     with Inbox(f"ipc://{tmp_path}/in2", env) as inbox, PeerLink(inbox.address, env, "x") as link:

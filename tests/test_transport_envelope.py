@@ -1,6 +1,7 @@
 """transport/envelope.py, counters.py, endpoints.py: frames, the type
 registry (sandzmq.protocol's), drop counting and ipc naming. No sockets here
 (see test_transport.py)."""
+
 from __future__ import annotations
 
 import os
@@ -10,9 +11,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from message_strategies import message_of
-
 from sandzmq.protocol import checks
 from sandzmq.raft.messages import MESSAGE_TYPES, AppendEntries, Entry, Heartbeat, RequestVote
 from sandzmq.transport.counters import DROP_REASONS, DropCounters, SendDrops
@@ -40,6 +39,7 @@ def only(drops: DropCounters, reason: str, n: int = 1) -> None:
 
 
 # -- frames ----------------------------------------------------------------------
+
 
 def test_round_trip_and_layout() -> None:
     env = Envelope("dev")
@@ -132,6 +132,7 @@ def test_envelope_arguments_are_checked() -> None:
 
 # -- the registry ----------------------------------------------------------------
 
+
 @dataclass
 class Ping:
     seq: int
@@ -209,6 +210,7 @@ def test_peer_messages_are_registered() -> None:
 
 
 # -- ipc endpoints ----------------------------------------------------------------
+
 
 def test_ipc_endpoint_short_path(tmp_path: os.PathLike[str]) -> None:
     ep = ipc_endpoint(tmp_path, "raft")

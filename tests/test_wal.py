@@ -3,6 +3,7 @@
 Real files in tmp_path and real fsync, except the hypothesis model test,
 which runs hundreds of examples and checks logic, not the disk.
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,10 +20,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from sandzmq.raft.messages import Entry, EntryKind, HardState
-from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog
-from sandzmq.storage import records
+from sandzmq.storage import StorageError, WalCorruptError, WalReader, WriteAheadLog, records
 
 
 def data_for(index: int, term: int, size: int = 16) -> bytes:
@@ -375,6 +374,7 @@ def test_bad_segment_header_is_corruption(tmp_path: Path) -> None:
 
 # -- format 1 (entries as rows), still readable -----------------------------------
 
+
 def format1_segment(path: Path, hard_state: HardState, *batches: list[Entry]) -> None:
     """A segment as format 1 wrote it: version 1 header, ENTRY_ROWS records."""
     import msgpack
@@ -382,7 +382,9 @@ def format1_segment(path: Path, hard_state: HardState, *batches: list[Entry]) ->
     data = records.SEGMENT_HEADER.pack(records.MAGIC, 1)
     data += records.frame(records.HARD_STATE, msgpack.packb((hard_state.term, hard_state.vote, hard_state.commit)))
     for entries in batches:
-        data += records.frame(records.ENTRY_ROWS, msgpack.packb([(e.index, e.term, int(e.kind), e.data) for e in entries]))
+        data += records.frame(
+            records.ENTRY_ROWS, msgpack.packb([(e.index, e.term, int(e.kind), e.data) for e in entries])
+        )
     path.write_bytes(data)
 
 
@@ -480,8 +482,10 @@ def test_after_a_failed_fsync_reopen_cuts_what_was_never_synced_and_starts_a_new
         assert wal.hard_state == HardState(1, "n1", 0)
         assert old.stat().st_size == synced
         report = wal.recovery_report
-        assert (report.unsynced_segment, report.unsynced_bytes) == (old.name, len(records.encode_entries(batch(6, 10)))
-                                                                    + len(records.encode_hard_state(HardState(1, "n1", 5))))
+        assert (report.unsynced_segment, report.unsynced_bytes) == (
+            old.name,
+            len(records.encode_entries(batch(6, 10))) + len(records.encode_hard_state(HardState(1, "n1", 5))),
+        )
         assert "never synced" in str(report)
         first, second = segments(tmp_path)
         assert first == old and second.name == "0000000000000002-0000000000000006.wal"
@@ -516,7 +520,9 @@ def test_reopen_appends_to_the_last_segment_only_if_nothing_was_written_to_it(tm
         wal.append(batch(1, 3))
     with WriteAheadLog.open(tmp_path) as wal:
         assert [p.name for p in segments(tmp_path)] == [
-            "0000000000000001-0000000000000001.wal", "0000000000000002-0000000000000004.wal"]
+            "0000000000000001-0000000000000001.wal",
+            "0000000000000002-0000000000000004.wal",
+        ]
         assert wal.entries(1, 4) == batch(1, 3)
     WriteAheadLog.open(tmp_path).close()
     assert len(segments(tmp_path)) == 2
@@ -669,7 +675,10 @@ def test_wal_matches_a_model_list(ops: list[tuple]) -> None:
                     _, n, back, bump, with_hs = op
                     start = max(1, len(model) + 1 - back)
                     term = (model[start - 2].term if start > 1 else 1) + bump
-                    entries = [Entry(i, term + (i - start) // 3, data_for(i, term, 10 + i % 7)) for i in range(start, start + n)]
+                    entries = [
+                        Entry(i, term + (i - start) // 3, data_for(i, term, 10 + i % 7))
+                        for i in range(start, start + n)
+                    ]
                     if with_hs:
                         hard_state = HardState(term, f"n{term}", start - 1)
                     wal.append(entries, hard_state if with_hs else None)

@@ -9,6 +9,7 @@ Layers, each usable on its own:
 - endpoints: ipc:// naming that fits a Unix socket path
 - sockets:   Inbox (ROUTER), PeerLink (DEALER), Peers, drain, Poller, context
 """
+
 from sandzmq.protocol.checks import DecodeError
 
 from .counters import DropCounters, SendDrops
@@ -18,15 +19,26 @@ from .envelope import (
     DEFAULT_MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     REGISTRY,
+    Acceptance,
     Envelope,
     MessageTooLarge,
     Registry,
     register,
 )
-from .sockets import Inbox, PeerLink, Peers, Poller, context, drain, receive_hwm, terminate_context
+from .sockets import (
+    Inbox,
+    PeerLink,
+    Peers,
+    Poller,
+    context,
+    drain,
+    receive_hwm,
+    terminate_context,
+)
 
 __all__ = [
     "ANY_SENDER",
+    "Acceptance",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DecodeError",
     "DropCounters",

@@ -9,6 +9,7 @@ say that a peer or client is slow, dead or unknown.
 Plain objects with int attributes: incrementing one is a single attribute
 store on the hot path, and the owner reads them from its own thread.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

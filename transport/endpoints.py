@@ -8,6 +8,7 @@ short one under the temp dir, named by a hash of the long one: every process
 of the node computes the same name from the same run directory, with no
 coordination and nothing written to disk.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,5 +47,5 @@ def ipc_path(endpoint: str) -> str | None:
     """The filesystem path of an ipc:// endpoint, None for other transports
     (and for Linux abstract-namespace names, which start with '@')."""
     if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
-        return endpoint[len("ipc://"):]
+        return endpoint[len("ipc://") :]
     return None

@@ -20,15 +20,16 @@ comes before the body is decoded, so a message on the wrong port costs no
 decoding. Actors dispatch on the type of the returned object, so they do not
 care whether it came over ZeroMQ or from a local call (DESIGN 1).
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 import msgpack
-
 from sandzmq.protocol.checks import DecodeError
 from sandzmq.protocol.registry import MAX_TAG_LENGTH, REGISTRY, MessageType, Registry, register
+
 from .counters import DropCounters
 
 #: Bumped on any incompatible change to the envelope or a body layout.
@@ -47,8 +48,17 @@ ANY_SENDER = None
 Acceptance = dict[bytes | None, frozenset[str]]
 
 __all__ = [
-    "ANY_SENDER", "Acceptance", "DEFAULT_MAX_MESSAGE_BYTES", "Envelope", "MAX_TAG_LENGTH", "MessageTooLarge",
-    "MessageType", "PROTOCOL_VERSION", "REGISTRY", "Registry", "register",
+    "ANY_SENDER",
+    "Acceptance",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "Envelope",
+    "MAX_TAG_LENGTH",
+    "MessageTooLarge",
+    "MessageType",
+    "PROTOCOL_VERSION",
+    "REGISTRY",
+    "Registry",
+    "register",
 ]
 
 _log = logging.getLogger(__name__)

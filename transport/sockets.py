@@ -30,6 +30,7 @@ Security: every constructor takes `security`, None today. CURVE (SPEC 8)
 plugs in there, in `_apply_security`: server keys on an Inbox, client keys
 and the server's public key on a PeerLink, a ZAP handler for the allow-list.
 """
+
 from __future__ import annotations
 
 import errno
@@ -174,6 +175,7 @@ def library_versions() -> dict[str, str]:
 
 # -- socket options ------------------------------------------------------------
 
+
 def _apply_security(sock: zmq.Socket, security: object | None, *, server: bool) -> None:
     """The seam for CURVE (SPEC 8, not built yet). None: plain ZMTP."""
     if security is not None:
@@ -220,7 +222,7 @@ def _os_error(e: zmq.ZMQError, what: str) -> OSError:
     return OSError(e.errno, f"{what}: {e.strerror}")
 
 
-_NOTHING: frozenset[int | str] = frozenset()
+_NOTHING: frozenset[str] = frozenset()
 _next_unencodable_log = 0.0
 
 
@@ -259,7 +261,10 @@ def _identity_bytes(identity: str | bytes) -> bytes:
 
 # -- receiving -----------------------------------------------------------------
 
-def drain(sock: zmq.Socket, max_messages: int = DEFAULT_DRAIN, max_bytes: int = DEFAULT_DRAIN_BYTES) -> list[list[bytes]]:
+
+def drain(
+    sock: zmq.Socket, max_messages: int = DEFAULT_DRAIN, max_bytes: int = DEFAULT_DRAIN_BYTES
+) -> list[list[bytes]]:
     """Every message waiting on `sock` (up to max_messages and about
     max_bytes), without blocking.
 
@@ -325,6 +330,7 @@ class Poller:
 
 
 # -- the ROUTER ------------------------------------------------------------------
+
 
 class Inbox:
     """A bound ROUTER: receives (identity, message) pairs from any number of
@@ -417,7 +423,7 @@ class Inbox:
     @property
     def drops(self) -> DropCounters:
         """Inbound drops (the envelope's counters), monitor events included."""
-        self._count_monitor_events()
+        self.count_monitor_events()
         return self.envelope.drops
 
     def drain(self, max_messages: int = DEFAULT_DRAIN) -> list[tuple[bytes, Any]]:
@@ -443,7 +449,7 @@ class Inbox:
         if self._monitor is not None:
             self._drains += 1
             if not self._drains & 63:  # connection events are rare: look every 64 drains, and in `drops`
-                self._count_monitor_events()
+                self.count_monitor_events()
         return out
 
     def reply(self, identity: bytes, msg: object) -> bool:
@@ -469,7 +475,9 @@ class Inbox:
                 raise
         return False
 
-    def _count_monitor_events(self) -> None:
+    def count_monitor_events(self) -> None:
+        """Fold the socket monitor's events (failed handshakes, disconnects) into
+        the drop counters; drain() does it every 64 calls, status asks for it."""
         mon = self._monitor
         if mon is None or mon.closed:
             return
@@ -485,7 +493,7 @@ class Inbox:
     def _close_sockets(self, sock: zmq.Socket) -> None:
         if self._monitor is not None:
             try:
-                self._count_monitor_events()
+                self.count_monitor_events()
                 sock.disable_monitor()
             except zmq.ZMQError:
                 pass
@@ -506,6 +514,7 @@ class Inbox:
 
 
 # -- the DEALER ------------------------------------------------------------------
+
 
 class PeerLink:
     """A DEALER connected to one remote ROUTER: a non-blocking outbox, and
@@ -531,7 +540,7 @@ class PeerLink:
         rcvhwm: int = LINK_RCVHWM,
         send_drops: SendDrops | None = None,
         security: object | None = None,
-        accept: frozenset[int | str] | None = None,
+        accept: frozenset[str] | None = None,
     ) -> None:
         """Connect to the ROUTER at `address` (tcp:// or ipc://). `identity`
         (the local node/process id) is how the ROUTER knows us; None lets
