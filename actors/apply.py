@@ -52,9 +52,9 @@ from sandzmq.protocol import (
     CommandPayload,
     LocalQuery,
     LocalQueryResult,
-    PayloadKind,
     ReadPayload,
     ReplyStatus,
+    command_fields,
     decode_payload,
 )
 from sandzmq.raft.messages import Entry, EntryColumns, EntryKind, entry_rows
@@ -85,7 +85,6 @@ MAX_ERROR_CHARS = 500
 _OK = int(ReplyStatus.OK)
 _ERROR = int(ReplyStatus.ERROR)
 _NORMAL = int(EntryKind.NORMAL)
-_COMMAND = int(PayloadKind.COMMAND)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SPACE = re.compile(r"\s+")
 
@@ -244,8 +243,9 @@ class ApplyActor(SocketActor):
 
     def _apply(self, entries: list[Entry]) -> ApplyResults:
         """The hot loop: one result per NORMAL entry, in columns. Locals only,
-        no logging. A well-formed command payload is unpacked inline (the
-        general decode_payload, with its error messages, is the fallback)."""
+        no logging. A well-formed command payload takes command_fields' fast
+        path (the general decode_payload, with its error messages, is the
+        fallback)."""
         assert self.sm is not None
         indexes, terms, datas = _normal_entries(entries)
         statuses: list[int] = []
@@ -254,23 +254,10 @@ class ApplyActor(SocketActor):
         sm_apply = self.sm.apply
         sm_query = self.sm.query
         unpack = msgpack.unpackb
-        OK, ERROR, COMMAND = _OK, _ERROR, _COMMAND
+        OK, ERROR = _OK, _ERROR
         for index, data in zip(indexes, datas):
-            try:
-                body = unpack(data)
-            except Exception:
-                body = None
-            if (
-                type(body) is list
-                and len(body) == 5
-                and body[0] == COMMAND
-                and type(body[1]) is bytes
-                and type(body[2]) is int
-                and type(body[3]) is int
-                and type(body[4]) is bytes
-                and body[2] >= 0
-                and body[3] >= 0
-            ):
+            body = command_fields(data, unpack)
+            if body is not None:
                 _, client_id, seq, first_incomplete, command = body
             else:  # not the usual command: the general decoder, with its error messages
                 try:

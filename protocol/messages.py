@@ -31,7 +31,7 @@ import msgpack
 from sandzmq.raft.messages import Entry, HardState
 from sandzmq.storage.identity import MAX_CLUSTER_ID
 
-from .checks import DecodeError, expect_bytes, expect_str, expect_uint
+from .checks import MAX_UINT, DecodeError, expect_bytes, expect_str, expect_uint
 from .derive import RequestIds, Str, UInt, UInts
 from .logdata import Entries, describe_entries, describe_hard_state
 from .registry import message
@@ -71,6 +71,31 @@ class CommandPayload:
 @dataclass(slots=True)
 class ReadPayload:
     query: bytes
+
+
+def command_fields(data: bytes, unpack: Callable[[bytes], Any] = msgpack.unpackb) -> list[Any] | None:
+    """`[kind, client_id, seq, first_incomplete, command]` of a well-formed
+    command entry, or None for anything else (decode_payload then says what
+    it is). The apply loop's fast path: it runs once per entry on every node,
+    so the checks decode_payload makes field by field are one expression
+    here, with no object built."""
+    try:
+        body = unpack(data)
+    except Exception:  # msgpack raises several types
+        return None
+    if (
+        type(body) is list
+        and len(body) == 5
+        and body[0] == _COMMAND
+        and type(body[1]) is bytes
+        and type(body[2]) is int
+        and type(body[3]) is int
+        and type(body[4]) is bytes
+        and 0 <= body[2] <= MAX_UINT
+        and 0 <= body[3] <= MAX_UINT
+    ):
+        return body
+    return None
 
 
 def decode_payload(data: bytes) -> CommandPayload | ReadPayload:
@@ -526,6 +551,7 @@ __all__ = [
     "StatusRequest",
     "TO_APPLY",
     "TO_LOG_STORE",
+    "command_fields",
     "decode_payload",
     "encode_command",
     "encode_read",

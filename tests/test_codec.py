@@ -25,12 +25,16 @@ from sandzmq.protocol import (
     ApplyResults,
     ClientReply,
     ClientSubmit,
+    CommandPayload,
     DecodeError,
     LogState,
     PeerHello,
     checks,
+    command_fields,
+    decode_payload,
     derive,
     describe,
+    encode_command,
 )
 from sandzmq.protocol.logdata import (
     Entries,
@@ -556,3 +560,37 @@ def test_describe_reads_like_a_protocol_trace() -> None:
     assert describe(ClientSubmit(100, [b"a", b"bc"])) == "client->raft ClientSubmit #100..101 (2 requests, 3B)"
     assert describe(ClientReply.of([(100, 0, None), (101, 0, 1)])) == "raft->client ClientReply #100..101 OKx2"
     assert describe(object()).startswith("<object")  # anything else: its repr
+
+
+_PAYLOAD_PARTS = st.one_of(st.integers(-1, U64), st.booleans(), st.binary(max_size=4), st.text(max_size=2), st.none())
+_NEAR_COMMANDS = st.tuples(
+    st.sampled_from([0, 1, False, -1]),
+    st.one_of(st.binary(max_size=4), st.text(max_size=2)),
+    st.one_of(st.integers(-1, U64), st.booleans()),
+    st.one_of(st.integers(-1, U64), st.booleans()),
+    st.one_of(st.binary(max_size=4), st.none()),
+).map(list)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_NEAR_COMMANDS, st.lists(_PAYLOAD_PARTS, max_size=6)))
+def test_the_apply_fast_path_agrees_with_decode_payload(parts: list[Any]) -> None:
+    """command_fields (the apply loop's fast path) takes exactly the command
+    payloads decode_payload takes, with the same fields: a payload it lets
+    through unchecked would be applied on every node."""
+    data = msgpack.packb(parts)
+    fields = command_fields(data)
+    try:
+        payload = decode_payload(data)
+    except DecodeError:
+        payload = None
+    if isinstance(payload, CommandPayload):
+        assert fields == [0, payload.client_id, payload.seq, payload.first_incomplete, payload.command]
+    else:
+        assert fields is None
+
+
+def test_the_apply_fast_path_refuses_what_is_not_msgpack() -> None:
+    assert command_fields(b"\xc1") is None
+    assert command_fields(encode_command(b"c", 2**62, 0, b"x")) is None  # past the bound decode_payload keeps
+    assert command_fields(encode_command(b"c", 3, 1, b"x")) == [0, b"c", 3, 1, b"x"]
