@@ -253,10 +253,8 @@ class ApplyActor(SocketActor):
         admit = self.sessions.admit
         sm_apply = self.sm.apply
         sm_query = self.sm.query
-        unpack = msgpack.unpackb
         OK, ERROR = _OK, _ERROR
-        for index, data in zip(indexes, datas):
-            body = command_fields(data, unpack)
+        for index, data, body in zip(indexes, datas, command_fields(datas)):
             if body is not None:
                 _, client_id, seq, first_incomplete, command = body
             else:  # not the usual command: the general decoder, with its error messages

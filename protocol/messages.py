@@ -73,29 +73,36 @@ class ReadPayload:
     query: bytes
 
 
-def command_fields(data: bytes, unpack: Callable[[bytes], Any] = msgpack.unpackb) -> list[Any] | None:
-    """`[kind, client_id, seq, first_incomplete, command]` of a well-formed
-    command entry, or None for anything else (decode_payload then says what
-    it is). The apply loop's fast path: it runs once per entry on every node,
-    so the checks decode_payload makes field by field are one expression
-    here, with no object built."""
-    try:
-        body = unpack(data)
-    except Exception:  # msgpack raises several types
-        return None
-    if (
-        type(body) is list
-        and len(body) == 5
-        and body[0] == _COMMAND
-        and type(body[1]) is bytes
-        and type(body[2]) is int
-        and type(body[3]) is int
-        and type(body[4]) is bytes
-        and 0 <= body[2] <= MAX_UINT
-        and 0 <= body[3] <= MAX_UINT
-    ):
-        return body
-    return None
+def command_fields(datas: Iterable[bytes]) -> list[list[Any] | None]:
+    """For each entry's data, `[kind, client_id, seq, first_incomplete,
+    command]` if it is a well-formed command, else None (decode_payload then
+    says what it is). The apply loop's fast path: it runs once per entry on
+    every node, so the checks decode_payload makes field by field are one
+    expression here, no object is built, and a whole batch is one call."""
+    unpack = msgpack.unpackb
+    fields: list[list[Any] | None] = []
+    keep = fields.append
+    for data in datas:
+        try:
+            body = unpack(data)
+        except Exception:  # msgpack raises several types
+            keep(None)
+            continue
+        if (
+            type(body) is list
+            and len(body) == 5
+            and body[0] == _COMMAND
+            and type(body[1]) is bytes
+            and type(body[2]) is int
+            and type(body[3]) is int
+            and type(body[4]) is bytes
+            and 0 <= body[2] <= MAX_UINT
+            and 0 <= body[3] <= MAX_UINT
+        ):
+            keep(body)
+        else:
+            keep(None)
+    return fields
 
 
 def decode_payload(data: bytes) -> CommandPayload | ReadPayload:
