@@ -359,7 +359,7 @@ class LogState:
 @message("l.identity", route="raft->log", cluster_id=ClusterId)
 @dataclass(slots=True)
 class LogIdentity:
-    """From the raft actor, during the bootstrap handshake (actors/bootstrap.py):
+    """From the raft actor, during the bootstrap handshake (node/bootstrap.py):
     record this identity (a proposal, or the cluster id), then answer with
     LogState(nonce). A cluster id once recorded is never changed."""
 
@@ -494,7 +494,7 @@ def _show_hello(m: PeerHello) -> str:
 @message("p.hello", show=_show_hello, state=UInt(max=3), cluster_id=ClusterId)
 @dataclass(slots=True)
 class PeerHello:
-    """The identity handshake between raft actors (actors/bootstrap.py): what
+    """The identity handshake between raft actors (node/bootstrap.py): what
     the sender knows of its own data. `ask`: answer with yours, echoing
     `nonce`. Only an answer that echoes the nonce of an ask is believed (a
     blind forger cannot know it); what an ask claims counts for nothing."""

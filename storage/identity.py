@@ -2,7 +2,7 @@
 
 The file is `IDENTITY` in the write-ahead log's directory, next to the log it
 vouches for: a node that loses its log loses its identity with it, and then
-goes through the bootstrap handshake (actors/bootstrap.py), which refuses to
+goes through the bootstrap handshake (node/bootstrap.py), which refuses to
 let it vote again once its cluster has elected. It is small JSON, so an
 operator can read it, with a CRC so a damaged one is refused rather than
 trusted:

@@ -1,4 +1,4 @@
-"""actors/bootstrap.py: the identity handshake that keeps a node that lost its
+"""node/bootstrap.py: the identity handshake that keeps a node that lost its
 data from voting again (issue 8 item 5), without sockets."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""actors/proposals.py: matching the apply actor's results to client requests, in runs."""
+"""node/proposals.py: matching the apply actor's results to client requests, in runs."""
 
 from __future__ import annotations
 
