@@ -895,6 +895,7 @@ class WalReader(_LogView):
         self._seq = 0  # the newest segment indexed so far
         self._scanned = 0  # bytes of it indexed
         self._base_stamp: tuple[int, int, int] | None = None  # the BASE file last applied (inode, mtime, size)
+        self._base = LogBase()
 
     def _base_changed(self) -> bool:
         try:
@@ -903,11 +904,15 @@ class WalReader(_LogView):
             return False  # never compacted (BASE is replaced, never removed)
         return (st.st_ino, st.st_mtime_ns, st.st_size) != self._base_stamp
 
-    def _apply_base(self) -> None:
-        """Move to the base the writer's BASE file records (compact() or reset())."""
+    def _apply_base(self) -> bool:
+        """Move to the base the writer's BASE file records (compact() or reset());
+        False if it is the base already applied."""
         st = os.stat(self.directory / _BASE_NAME)
         base = read_base(self.directory)
         self._base_stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if base == self._base:
+            return False
+        self._base = base
         for seq in [seq for seq in self._fds if seq < base.first_seq]:
             os.close(self._fds.pop(seq))
             del self._paths[seq]
@@ -916,9 +921,21 @@ class WalReader(_LogView):
             self._scanned = 0
         self._index.rebase(base)
         self._cached = ((0, 0), None)
+        return True
 
     def refresh(self) -> None:
         """Index whatever the writer has appended since the last call."""
+        try:
+            self._refresh_once()
+        except WalCorruptError:
+            # Two BASE writes within the file system's timestamp granularity, with
+            # the inode reused and the same size, look unchanged to stat: before
+            # calling the log corrupt, read the BASE itself.
+            if not (self.directory / _BASE_NAME).exists() or not self._apply_base():
+                raise
+            self._refresh_once()
+
+    def _refresh_once(self) -> None:
         while True:
             if self._base_changed():
                 self._apply_base()

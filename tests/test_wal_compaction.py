@@ -191,3 +191,20 @@ def test_reader_follows_compaction_and_reset(tmp_path: Path) -> None:
         assert (reader.first_index, reader.last_index, reader.term_at(1000)) == (1001, 1003, 8)
         assert reader.entries(1001, 1004) == batch(1001, 1003, term=8)
     wal.close()
+
+
+def test_reader_notices_a_reset_that_stat_cannot_tell_apart(tmp_path: Path) -> None:
+    """Two BASE writes within the file system's timestamp granularity, the inode
+    reused and the same size: stat says nothing changed, the segments do."""
+    wal = filled(tmp_path)
+    with WalReader(tmp_path) as reader:
+        wal.compact(150)
+        assert reader.last_index == 200
+        wal.reset(1000, 8)
+        wal.append(batch(1001, 1002, term=8))
+        wal.sync()
+        st = (tmp_path / "BASE").stat()
+        reader._base_stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # what an unlucky stat would see
+        assert (reader.first_index, reader.last_index) == (1001, 1002)
+        assert reader.entries(1001, 1003) == batch(1001, 1002, term=8)
+    wal.close()
