@@ -4,7 +4,7 @@ WriteAheadLog is the writer (one process, one per directory); WalReader lets
 another process (the Raft actor) read entries the writer made durable.
 """
 
-from .errors import StorageError, WalCorruptError
+from .errors import LogCompactedError, StorageError, WalCorruptError
 from .wal import RecoveryReport, WalReader, WriteAheadLog
 
-__all__ = ["RecoveryReport", "StorageError", "WalCorruptError", "WalReader", "WriteAheadLog"]
+__all__ = ["LogCompactedError", "RecoveryReport", "StorageError", "WalCorruptError", "WalReader", "WriteAheadLog"]

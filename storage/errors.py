@@ -34,3 +34,18 @@ class WalCorruptError(StorageError):
             "node from the cluster and re-add it empty)"
         )
         super().__init__(" ".join(message.splitlines()))
+
+
+class LogCompactedError(IndexError):
+    """Entries asked for are below the log's first index: a snapshot replaced them.
+
+    An IndexError (what an out-of-range read always raised) so existing callers
+    keep working; a leader that gets it sends the follower a snapshot instead.
+    """
+
+    def __init__(self, lo: int, first_index: int) -> None:
+        self.lo = lo
+        self.first_index = first_index
+        super().__init__(
+            f"entry {lo} is compacted: the log starts at index {first_index} (a snapshot covers what came before)"
+        )

@@ -22,9 +22,9 @@ written by version 1 opens as it was; new records always go to a version 2
 segment, so a version 1 build refuses the new segments by their header
 instead of misreading a record type it does not know.
 
-SNAPSHOT (type 3) is reserved for the snapshot marker of log compaction (not
-built yet); until a format version knows it, it is an unknown type like any
-other.
+SNAPSHOT (type 3) stays reserved and unused: compaction records where the
+log starts in the WAL's BASE file instead (wal.py says why); until a format
+version knows it, it is an unknown type like any other.
 
 Everything here is per record, not per entry: entries stay in columns from
 the wire to the disk and back, and each column is checked in C.
@@ -50,7 +50,7 @@ HEADER = struct.Struct("<IIB")  # length, crc32, type
 
 ENTRY_ROWS = 1  # format 1's entries: read, never written
 HARD_STATE = 2
-SNAPSHOT = 3  # reserved: snapshot marker (log compaction, not built yet); not accepted
+SNAPSHOT = 3  # reserved, unused (compaction keeps its base in wal/BASE); not accepted
 ENTRIES = 4
 KNOWN_TYPES = (ENTRY_ROWS, HARD_STATE, ENTRIES)
 ENTRY_TYPES = (ENTRY_ROWS, ENTRIES)

@@ -42,6 +42,36 @@ back from disk, keeping the last decoded record for sequential readers.
 
 WalReader is the same view of the log for another process (the Raft actor):
 it indexes what the writer has written, incrementally, and never writes.
+
+Compaction (issue 10). Once a snapshot covers a prefix of the log, whole
+segments are deleted. Where the log then starts is recorded in a small file,
+BASE (JSON with a CRC, replaced atomically: files.py): the first segment
+number still in use, and the index and term of the entry just before that
+segment's first entry (the log's base: term_at(first_index - 1) must keep
+answering after the entry itself is gone). The BASE file is the commit
+point, and the crash ordering is:
+
+    compact(upto):  1. write BASE {first_seq: k, index: f_k - 1, term}  (fsynced, renamed, dir fsynced)
+                    2. unlink segments 1..k-1, oldest first; fsync the directory
+    reset(i, t):    0. (the caller) the snapshot file at (i, t) is renamed into place and
+                       its directory fsynced -- before the log that it replaces goes
+                    1. write BASE {first_seq: active + 1, index: i, term: t}
+                    2. create segment active + 1 starting at index i + 1 (atomically)
+                    3. unlink every older segment; fsync the directory
+
+open() reads BASE first and finishes whatever a crash interrupted: segments
+numbered below first_seq are deleted again, and a missing first_seq segment
+(a reset cut short before step 2) is created. A crash before step 1 leaves
+the old BASE and every segment: the log as it was. So a crash leaves the old
+log or the new one, never a log with a hole. A segment k is only ever chosen
+as the new first segment when every record in it and after it starts at or
+after its nominal first index f_k (the index in its name): then recovery can
+index it from the base without the segments before it. Compaction never
+deletes the active segment nor any segment holding an entry above `upto`.
+
+Why a file and not the reserved SNAPSHOT record type: recovery must know the
+base before it indexes the first remaining segment, and a record lives in
+the last segment; a file read first needs no second pass.
 """
 
 from __future__ import annotations
@@ -52,15 +82,18 @@ import logging
 import os
 import re
 import time
+import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandzmq.raft.messages import Entry, EntryColumns, HardState
+import msgpack
+from sandzmq.protocol import logdata
+from sandzmq.raft.messages import MAX_INDEX, Entry, EntryColumns, HardState
 
 from . import records
-from .errors import StorageError, WalCorruptError
+from .errors import LogCompactedError, StorageError, WalCorruptError
 from .files import PRIVATE_FILE_MODE, TMP_SUFFIX, fsync_dir, make_private_dir, write_all, write_file_atomically
 
 log = logging.getLogger(__name__)
@@ -68,6 +101,9 @@ log = logging.getLogger(__name__)
 _SEGMENT_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.wal$")
 _LOCK_NAME = "LOCK"
 _SYNC_FAILED_NAME = "SYNC_FAILED"
+_BASE_NAME = "BASE"
+_BASE_FORMAT = 1
+_MAX_INDEX = MAX_INDEX + 1  # indexes and terms are below this (raft/messages.py)
 # fdatasync flushes the data and the size, which is all a log needs. Platforms
 # without it get fsync (on macOS even that stops at the drive's cache).
 _fdatasync = getattr(os, "fdatasync", os.fsync)
@@ -88,6 +124,64 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class LogBase:
+    """Where a compacted log starts: segment `first_seq` on, entries after `index`,
+    whose entry `index` (gone) had term `term`. LogBase() is an uncompacted log.
+    `hard_state` is the one durable when the base was written: a reset() cut
+    short before it created its segment has deleted the segments holding it."""
+
+    first_seq: int = 1
+    index: int = 0
+    term: int = 0
+    hard_state: HardState = field(default_factory=HardState)
+
+
+def _base_crc(fields: dict[str, object]) -> int:
+    return zlib.crc32(json.dumps(fields, sort_keys=True).encode())
+
+
+def read_base(directory: Path) -> LogBase:
+    """The BASE file of `directory` (LogBase() if there is none); WalCorruptError if damaged."""
+    path = directory / _BASE_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return LogBase()
+    try:
+        doc = json.loads(raw)
+        crc = doc.pop("crc")
+        if doc.get("format") != _BASE_FORMAT or crc != _base_crc(doc):
+            raise ValueError("unknown format or checksum mismatch")
+        numbers = doc["first_seq"], doc["index"], doc["term"]
+        if not all(type(v) is int and 0 <= v < _MAX_INDEX for v in numbers) or numbers[0] < 1:
+            raise ValueError("a field is out of range")
+        hard_state = records.decode_hard_state(msgpack.packb(doc["hard_state"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WalCorruptError(path, 0, f"unreadable log base ({exc})") from None
+    return LogBase(*numbers, hard_state)
+
+
+def write_base(directory: Path, base: LogBase, *, fsync: bool) -> None:
+    """Replace the BASE file atomically: the commit point of compact() and reset()."""
+    doc: dict[str, object] = {
+        "format": _BASE_FORMAT,
+        "first_seq": base.first_seq,
+        "index": base.index,
+        "term": base.term,
+        "hard_state": logdata.encode_hard_state(base.hard_state),
+    }
+    doc["crc"] = _base_crc(doc)
+    write_file_atomically(directory / _BASE_NAME, json.dumps(doc, sort_keys=True).encode() + b"\n", fsync=fsync)
+
+
+def segment_first_index(path: Path) -> int:
+    """The first index a segment was created for (from its name)."""
+    match = _SEGMENT_NAME.match(path.name)
+    assert match is not None
+    return int(match.group(2), 16)
+
+
 @dataclass
 class RecoveryReport:
     """What WriteAheadLog.open() found and did; str() is a one-line summary for the log."""
@@ -104,12 +198,18 @@ class RecoveryReport:
     unsynced_bytes: int = 0  # ... by this many bytes, never synced
     started_segment: str | None = None  # a new segment for the appends (the last one had been written to)
     removed_temp_files: list[str] = field(default_factory=list)
+    removed_compacted: list[str] = field(default_factory=list)  # segments below the base, left by a crash
+    base_index: int = 0  # the log's base (LogBase.index): 0 unless compacted
     seconds: float = 0.0
 
     def __str__(self) -> str:
         text = f"{self.directory}: recovered {self.records} records from {len(self.segments)} segments"
         if self.created:
             text += " (new log)"
+        if self.base_index:
+            text += f", compacted up to index {self.base_index}"
+        if self.removed_compacted:
+            text += f"; removed {len(self.removed_compacted)} compacted segments a crash left behind"
         if self.torn_segment:
             text += (
                 f"; cut a torn tail of {self.torn_bytes} bytes from {self.torn_segment} at offset "
@@ -130,7 +230,7 @@ class _LogIndex:
     row's first index minus one (the last row's: last_index); a superseded
     record keeps its bytes on disk, only the rows after the supersede point
     go. Terms are runs (run_starts[k] is the first index of term run_terms[k]).
-    first_index/base_term are 1/0 until snapshots move them (compact()).
+    first_index/base_term are 1/0 until compaction moves them (rebase()).
     """
 
     __slots__ = (
@@ -196,6 +296,21 @@ class _LogIndex:
                 self.run_terms.append(term)
                 current = term
         self.last_index = last
+
+    def rebase(self, base: LogBase) -> None:
+        """Forget what segments below base.first_seq held (compact() or reset() removed
+        them): rows there go; the log starts after base.index, whose term was base.term.
+        When nothing indexed survives, the log is empty at the base (a reset)."""
+        cut = bisect_left(self.segs, base.first_seq)  # segment numbers never decrease along the rows
+        for column in (self.firsts, self.segs, self.offsets, self.sizes):
+            del column[:cut]
+        if not self.firsts and self.last_index != base.index:
+            self.last_index = base.index
+            del self.run_starts[:], self.run_terms[:]
+        self.first_index, self.base_term = base.index + 1, base.term
+        keep = bisect_right(self.run_starts, base.index + 1) - 1  # the run holding the first entry
+        if keep > 0:
+            del self.run_starts[:keep], self.run_terms[:keep]
 
     def load(self, kind: int, payload: memoryview, seg: int, offset: int) -> None:
         """Index a record read back from disk; ValueError if its content is impossible."""
@@ -263,7 +378,9 @@ class _LogView:
         ix = self._index
         if lo >= hi:
             return []
-        if lo < ix.first_index or hi > ix.last_index + 1:
+        if lo < ix.first_index:
+            raise LogCompactedError(lo, ix.first_index)
+        if hi > ix.last_index + 1:
             raise IndexError(f"entries [{lo}, {hi}) are outside the log [{ix.first_index}, {ix.last_index}]")
         out: list[Entry] = []
         k = bisect_right(ix.firsts, lo) - 1
@@ -403,17 +520,87 @@ class WriteAheadLog(_LogView):
             self._dirty = False
             self._synced = self._size
 
-    def compact(self, upto_index: int) -> None:
-        """Drop the log up to `upto_index` once a snapshot covers it (not built yet).
+    def compact(self, upto_index: int) -> int:
+        """Delete the segments whose entries are all at or below `upto_index`, once a
+        durable snapshot covers them (the caller's duty: the log cannot check it).
 
-        Plan: append a SNAPSHOT record (snapshot index and term) and sync; then
-        delete, oldest first, every segment other than the active one whose
-        live rows all end at or before upto_index (each later segment starts
-        with a hard state copy, so nothing else is lost); recovery starts the
-        index at the newest SNAPSHOT record (first_index/base_term of
-        _LogIndex) instead of requiring the oldest segment to be number 1.
-        """
-        raise NotImplementedError("log compaction arrives with snapshots")
+        Deletes whole segments only, never the active one nor one holding an entry
+        after `upto_index`, so what remains may start before `upto_index` (the
+        trailing window a briefly absent follower catches up from). Returns the
+        log's first index afterwards. Crash-safe: the BASE file is written first,
+        and open() finishes a deletion a crash interrupted (module docstring)."""
+        self._check_usable()
+        if upto_index < 0 or upto_index >= _MAX_INDEX:
+            raise ValueError(f"compaction index {upto_index} is out of range")
+        ix = self._index
+        first_seq = min(self._paths)
+        target = None
+        for seq in sorted(self._paths, reverse=True):  # the newest segment that can become the first
+            if seq <= first_seq:
+                break
+            first = segment_first_index(self._paths[seq])
+            if first - 1 <= upto_index and self._can_start_log(seq, first):
+                target = seq, first
+                break
+        if target is None:
+            return ix.first_index
+        seq, first = target
+        base_term = ix.term_at(first - 1)
+        assert base_term is not None  # _can_start_log: first - 1 is within [first_index - 1, last_index]
+        base = LogBase(seq, first - 1, base_term, ix.hard_state)
+        write_base(self.directory, base, fsync=self.fsync)
+        self._drop_segments_below(seq)
+        ix.rebase(base)
+        self.recovery_report.base_index = base.index
+        log.info("%s: compacted the log up to index %d (segments before %d deleted)", self.directory, base.index, seq)
+        return ix.first_index
+
+    def _can_start_log(self, seq: int, first: int) -> bool:
+        """Can segment `seq` (created for index `first`) be the log's first segment:
+        does every record from it on start at or after `first`? The first live row
+        in it or later starts at the smallest first index written there (a record
+        cuts only rows from its own first index on), so one comparison says it."""
+        ix = self._index
+        k = bisect_left(ix.segs, seq)
+        if k < len(ix.firsts):
+            return ix.firsts[k] == first
+        return ix.last_index == first - 1  # nothing written since: it was created at last_index + 1
+
+    def reset(self, snapshot_index: int, snapshot_term: int) -> None:
+        """Discard the whole log for an installed snapshot at (index, term): the log
+        becomes empty, starting after it, in a new segment; the hard state stays.
+
+        Call only once the snapshot file is renamed into place and its directory
+        fsynced: from the BASE write on, a crash leaves the new, empty log."""
+        self._check_usable()
+        if not (0 <= snapshot_index < _MAX_INDEX and 0 <= snapshot_term < _MAX_INDEX):
+            raise ValueError(f"snapshot index {snapshot_index} / term {snapshot_term} out of range")
+        if snapshot_term < self._index.base_term:
+            raise ValueError(f"snapshot term {snapshot_term} is below the log's base term {self._index.base_term}")
+        self.sync()
+        base = LogBase(self._seq + 1, snapshot_index, snapshot_term, self._index.hard_state)
+        write_base(self.directory, base, fsync=self.fsync)
+        old_fd = self._wfd
+        self._create_segment(base.first_seq, snapshot_index + 1)
+        os.close(old_fd)
+        self._drop_segments_below(base.first_seq)
+        self._index.rebase(base)
+        self._cached = ((0, 0), None)
+        self.recovery_report.base_index = base.index
+        log.info("%s: log reset to start after a snapshot at index %d, term %d", self.directory, base.index, base.term)
+
+    def _drop_segments_below(self, first_seq: int) -> None:
+        """Unlink segments numbered below first_seq, oldest first, then fsync the directory."""
+        for seq in sorted(s for s in self._paths if s < first_seq):
+            fd = self._read_fds.pop(seq, None)
+            if fd is not None:
+                os.close(fd)
+            try:
+                os.unlink(self._paths.pop(seq))
+            except FileNotFoundError:
+                pass
+        if self.fsync:
+            fsync_dir(self.directory)
 
     def close(self) -> None:
         """Sync what is pending and release the files; idempotent."""
@@ -511,7 +698,36 @@ class WriteAheadLog(_LogView):
         if report.removed_temp_files and self.fsync:
             fsync_dir(self.directory)
         failed_sync = self._read_sync_failure()
+        base = read_base(self.directory)
         segments = list_segments(self.directory)
+        stale = [(seq, path) for seq, path in segments if seq < base.first_seq]
+        if stale:  # a compact() or reset() that a crash interrupted after its BASE write
+            for _, path in stale:
+                os.unlink(path)
+                report.removed_compacted.append(path.name)
+            if self.fsync:
+                fsync_dir(self.directory)
+            segments = segments[len(stale) :]
+            if failed_sync is not None and failed_sync[0] in report.removed_compacted:
+                failed_sync = None  # its segment is gone whole: nothing of it to cut
+        if base.first_seq > 1:
+            self._index.rebase(base)
+            self._index.hard_state = base.hard_state  # the segments' own records, newer, override it
+            report.base_index = base.index
+            if not segments or segments[0][0] != base.first_seq:
+                # A reset() cut short before it created its segment: the log is empty at the base.
+                if segments:
+                    raise WalCorruptError(
+                        segments[0][1], 0, f"segment number {base.first_seq} is missing before this one"
+                    )
+                self._create_segment(base.first_seq, base.index + 1)
+                os.close(self._wfd)  # reopened below, like any segment holding only its creation
+                self._wfd = -1
+                segments = [(base.first_seq, self._paths[base.first_seq])]
+            elif segment_first_index(segments[0][1]) != base.index + 1:
+                raise WalCorruptError(
+                    segments[0][1], 0, f"the first segment does not start right after the log base {base.index}"
+                )
         if not segments:
             if failed_sync is not None:
                 raise WalCorruptError(
@@ -522,8 +738,8 @@ class WriteAheadLog(_LogView):
             report.segments = [self._paths[1].name]
             report.seconds = time.monotonic() - started
             return
-        # Until compact() exists nothing deletes segments: numbering starts at 1, without holes.
-        for expected, (seq, path) in enumerate(segments, 1):
+        # compact() deletes the oldest segments only: numbering has no holes from the first.
+        for expected, (seq, path) in enumerate(segments, base.first_seq):
             if seq != expected:
                 raise WalCorruptError(path, 0, f"segment number {expected} is missing before this one")
         if failed_sync is not None:
@@ -663,7 +879,12 @@ class WalReader(_LogView):
     writer reported durable; the reader itself cannot tell synced from
     merely written bytes, and need not.
 
-    Cost: a directory listing and an fstat per call (about 5 microseconds).
+    Compaction: the BASE file is stat'ed before and after the listing; when
+    it changed, the reader forgets the deleted segments (their open fds are
+    closed) and starts from the base, and lists again, so a listing is always
+    read against the base it was taken under.
+
+    Cost: a directory listing, two stats and an fstat per call (about 6 microseconds).
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -673,13 +894,57 @@ class WalReader(_LogView):
         self._fds: dict[int, int] = {}
         self._seq = 0  # the newest segment indexed so far
         self._scanned = 0  # bytes of it indexed
+        self._base_stamp: tuple[int, int, int] | None = None  # the BASE file last applied (inode, mtime, size)
+        self._base = LogBase()
+
+    def _base_changed(self) -> bool:
+        try:
+            st = os.stat(self.directory / _BASE_NAME)
+        except FileNotFoundError:
+            return False  # never compacted (BASE is replaced, never removed)
+        return (st.st_ino, st.st_mtime_ns, st.st_size) != self._base_stamp
+
+    def _apply_base(self) -> bool:
+        """Move to the base the writer's BASE file records (compact() or reset());
+        False if it is the base already applied."""
+        st = os.stat(self.directory / _BASE_NAME)
+        base = read_base(self.directory)
+        self._base_stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if base == self._base:
+            return False
+        self._base = base
+        for seq in [seq for seq in self._fds if seq < base.first_seq]:
+            os.close(self._fds.pop(seq))
+            del self._paths[seq]
+        if self._seq < base.first_seq:
+            self._seq = base.first_seq - 1
+            self._scanned = 0
+        self._index.rebase(base)
+        self._cached = ((0, 0), None)
+        return True
 
     def refresh(self) -> None:
         """Index whatever the writer has appended since the last call."""
         try:
-            names = os.listdir(self.directory)
-        except FileNotFoundError:  # the writer has not created the log yet
-            return
+            self._refresh_once()
+        except WalCorruptError:
+            # Two BASE writes within the file system's timestamp granularity, with
+            # the inode reused and the same size, look unchanged to stat: before
+            # calling the log corrupt, read the BASE itself.
+            if not (self.directory / _BASE_NAME).exists() or not self._apply_base():
+                raise
+            self._refresh_once()
+
+    def _refresh_once(self) -> None:
+        while True:
+            if self._base_changed():
+                self._apply_base()
+            try:
+                names = os.listdir(self.directory)
+            except FileNotFoundError:  # the writer has not created the log yet
+                return
+            if not self._base_changed():
+                break
         # Names sort by segment number: one string comparison skips the known ones.
         after = f"{self._seq:016x}-~"
         newer = sorted(
@@ -689,7 +954,7 @@ class WalReader(_LogView):
         )
         # A segment no longer grows once a newer one exists, and the listing
         # came first: so finishing the current one now misses nothing.
-        if self._seq:
+        if self._seq in self._fds:
             self._scan(sealed=bool(newer))
         for n, (seq, path) in enumerate(newer):
             if seq != self._seq + 1:
