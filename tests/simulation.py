@@ -298,6 +298,7 @@ class Simulation:
             "applied": 0,
             "snapshots": 0,
             "installs": 0,
+            "install_conflicts": 0,
         }
         for node in self.nodes.values():
             self._start(node)
@@ -537,6 +538,9 @@ class Simulation:
         if self.faulty and self.rng.random() < 0.05:
             self._crash(node)  # after the rename, before the log was rewritten
             return
+        held = core.log.term(index)
+        if held is not None and held != term:
+            self.stats["install_conflicts"] += 1  # the log contradicts the snapshot: discarded
         node.applied = state
         node.applied_data = {e.data for e in state}
         self.committed_data.update(node.applied_data)
@@ -822,10 +826,25 @@ def _mutate_vote_persistence() -> Callable[[], None]:
     return lambda: setattr(RaftCore, "_send", original)
 
 
+def _mutate_snapshot_ack() -> Callable[[], None]:
+    """Acknowledge a snapshot chunk before it is durable."""
+    original = RaftCore._send
+
+    def hasty(self: RaftCore, m: Message) -> None:
+        if isinstance(m, InstallSnapshotResponse) and not m.installed:
+            self._outbox.append(m)
+        else:
+            original(self, m)
+
+    RaftCore._send = hasty
+    return lambda: setattr(RaftCore, "_send", original)
+
+
 MUTATIONS: dict[str, Callable[[], Callable[[], None]]] = {
     "commit-rule": _mutate_commit_rule,
     "vote-check": _mutate_vote_check,
     "vote-persistence": _mutate_vote_persistence,
+    "snapshot-ack": _mutate_snapshot_ack,
 }
 
 
