@@ -367,7 +367,9 @@ class RaftCore:
             self.election_elapsed += 1
             if self.election_elapsed >= self._election_timeout:
                 self.election_elapsed = 0
-                if self.eligible and self.term < MAX_TERM:
+                # (Not while a snapshot is being installed: the install rewrites
+                # the log, which a leader's log must never see.)
+                if self.eligible and self.term < MAX_TERM and self._installing is None:
                     self._start_election()
 
     def propose(self, commands: list[bytes]) -> int:

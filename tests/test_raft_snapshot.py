@@ -491,3 +491,16 @@ def test_heartbeat_and_snapshot_roles_interleave_safely() -> None:
     b.step(Heartbeat("a", "b", 2, commit=0))
     rd = b.ready()
     assert rd.write.chunks and b.leader == "a"
+
+
+def test_a_node_installing_a_snapshot_does_not_campaign() -> None:
+    """The install rewrites the log: it must never land on a leader's log."""
+    b = RaftCore("b", ABC, config=config())
+    receive_whole(b, 5, 2)
+    for _ in range(100):
+        b.tick()
+    assert b.role is Role.FOLLOWER
+    b.snapshot_installed(5, 2)
+    for _ in range(100):
+        b.tick()
+    assert b.role is not Role.FOLLOWER
