@@ -6,6 +6,7 @@ Drive it with four inputs and one output, like etcd-io/raft's RawNode:
     core.step(message)          a message from a peer
     core.propose([cmd, ...])    new commands, leader only; one call is one batch
     core.persisted(write_id)    the log-store made that write durable
+    core.snapshot_taken(i, t)   the owner made a snapshot at applied index i durable
 
     ready = core.ready()        what to do now (see Ready)
 
@@ -16,6 +17,17 @@ reported durable. A leader's AppendEntries and heartbeats go out at once, in
 parallel with its own disk write (the Raft dissertation, section 10.2.1): they
 depend only on its term, which was durable before it could win, and the leader
 counts itself towards a commit quorum only up to what its disk has made durable.
+
+Snapshots (docs/ARCHITECTURE.md, "Snapshots in the core"). The owner makes
+a snapshot durable and calls snapshot_taken(index, term); the log is
+compacted behind a trailing window (PersistWrite.base). A leader streams its
+snapshot to a follower behind the log's base: it asks the owner for chunks
+(Ready.snapshot_reads) and stamps them (send_snapshot_chunk). A follower
+writes chunks through the ordinary write stream (PersistWrite.chunks), so
+its acknowledgements obey the durability rule above, and once the whole file
+is durable asks the owner to install it (Ready.install_snapshot ->
+snapshot_installed / snapshot_failed). The bytes never pass through the core
+in one piece.
 
 Where this differs from etcd-io/raft, on purpose:
 - Durability is acknowledged by write id rather than (index, term): the
