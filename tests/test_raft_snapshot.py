@@ -196,6 +196,22 @@ def test_without_snapshots_writes_and_readies_carry_nothing_new() -> None:
         assert all(not r.snapshot_reads and r.install_snapshot is None for r in net.readies[node])
 
 
+def test_a_briefly_absent_follower_catches_up_from_the_trailing_window_not_a_snapshot() -> None:
+    net = Net(snapshot_trailing=20)
+    net.elect("a")
+    net.down.add("c")
+    net.propose("a", 5)
+    net.deliver_all()
+    net.take_snapshot("a")
+    net.down.discard("c")
+    delivered = []
+    for _ in range(3):
+        net.tick("a", 2)
+        delivered += net.deliver_all()
+    assert not of(delivered, InstallSnapshot)
+    assert net.state["c"] == net.state["a"] and net.cores["c"].snapshot_index == 0
+
+
 # ---------------------------------------------------------------- leader: SNAPSHOT progress
 
 
