@@ -19,6 +19,8 @@ from sandzmq.raft.messages import (
     AppendEntriesResponse,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     RequestVote,
     RequestVoteResponse,
 )
@@ -63,12 +65,30 @@ def _beat_reply(m: HeartbeatResponse) -> str:
     return f"{m.src}->{m.dst} HeartbeatResponse t{m.term}{context}"
 
 
+def _snap(m: InstallSnapshot) -> str:
+    done = " done" if m.done else ""
+    return (
+        f"{m.src}->{m.dst} InstallSnapshot t{m.term} snapshot=({m.snapshot_index},t{m.snapshot_term}) "
+        f"offset={m.offset} data={len(m.data)}B{done}"
+    )
+
+
+def _snap_reply(m: InstallSnapshotResponse) -> str:
+    what = "installed" if m.installed else "rejected" if m.rejected else "ok"
+    return (
+        f"{m.src}->{m.dst} InstallSnapshotResponse t{m.term} snapshot=({m.snapshot_index},t{m.snapshot_term}) "
+        f"{what} next_offset={m.next_offset}"
+    )
+
+
 declare("p.vote", RequestVote, show=_vote)
 declare("p.vote_reply", RequestVoteResponse, show=_vote_reply)
 declare("p.append", AppendEntries, show=_append, entries=Entries(after="prev_index", sizes="sizes"), sizes=NotSent())
 declare("p.append_reply", AppendEntriesResponse, show=_append_reply)
 declare("p.beat", Heartbeat, show=_beat)
 declare("p.beat_reply", HeartbeatResponse, show=_beat_reply)
+declare("p.snap", InstallSnapshot, show=_snap)
+declare("p.snap_reply", InstallSnapshotResponse, show=_snap_reply)
 
 #: Every class a peer's Raft core sends (raft.messages.MESSAGE_TYPES), declared above.
 PEER_MESSAGES: tuple[type, ...] = MESSAGE_TYPES

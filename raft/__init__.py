@@ -4,10 +4,22 @@ See core.py for how to drive it. Everything the actors and the simulation need
 is exported here.
 """
 
-from .core import CoreConfig, NotLeader, PersistWrite, RaftCore, Ready, Role, SafetyViolation
+from .core import (
+    CoreConfig,
+    LogBase,
+    NotLeader,
+    PersistWrite,
+    RaftCore,
+    Ready,
+    Role,
+    SafetyViolation,
+    SnapshotChunk,
+    SnapshotRead,
+)
 from .log import MemoryLog
 from .messages import (
     MESSAGE_TYPES,
+    SNAPSHOT_MESSAGE_TYPES,
     AppendEntries,
     AppendEntriesResponse,
     Entry,
@@ -15,6 +27,8 @@ from .messages import (
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
     RequestVote,
     RequestVoteResponse,
@@ -31,6 +45,9 @@ __all__ = [
     "Heartbeat",
     "HeartbeatResponse",
     "Inflights",
+    "InstallSnapshot",
+    "InstallSnapshotResponse",
+    "LogBase",
     "MESSAGE_TYPES",
     "MemoryLog",
     "Message",
@@ -44,4 +61,7 @@ __all__ = [
     "RequestVoteResponse",
     "Role",
     "SafetyViolation",
+    "SNAPSHOT_MESSAGE_TYPES",
+    "SnapshotChunk",
+    "SnapshotRead",
 ]

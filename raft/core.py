@@ -6,6 +6,7 @@ Drive it with four inputs and one output, like etcd-io/raft's RawNode:
     core.step(message)          a message from a peer
     core.propose([cmd, ...])    new commands, leader only; one call is one batch
     core.persisted(write_id)    the log-store made that write durable
+    core.snapshot_taken(i, t)   the owner made a snapshot at applied index i durable
 
     ready = core.ready()        what to do now (see Ready)
 
@@ -16,6 +17,17 @@ reported durable. A leader's AppendEntries and heartbeats go out at once, in
 parallel with its own disk write (the Raft dissertation, section 10.2.1): they
 depend only on its term, which was durable before it could win, and the leader
 counts itself towards a commit quorum only up to what its disk has made durable.
+
+Snapshots (docs/ARCHITECTURE.md, "Snapshots in the core"). The owner makes
+a snapshot durable and calls snapshot_taken(index, term); the log is
+compacted behind a trailing window (PersistWrite.base). A leader streams its
+snapshot to a follower behind the log's base: it asks the owner for chunks
+(Ready.snapshot_reads) and stamps them (send_snapshot_chunk). A follower
+writes chunks through the ordinary write stream (PersistWrite.chunks), so
+its acknowledgements obey the durability rule above, and once the whole file
+is durable asks the owner to install it (Ready.install_snapshot ->
+snapshot_installed / snapshot_failed). The bytes never pass through the core
+in one piece.
 
 Where this differs from etcd-io/raft, on purpose:
 - Durability is acknowledged by write id rather than (index, term): the
@@ -64,6 +76,8 @@ from .messages import (
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
     RequestVote,
     RequestVoteResponse,
@@ -110,6 +124,9 @@ class CoreConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     persist_timeout_ticks: int | None = None  # None: the election timeout's maximum
+    snapshot_trailing: int = 1024  # entries kept below a snapshot, so a briefly absent follower needs no snapshot
+    max_snapshot_chunk: int = 1 << 20  # data bytes per InstallSnapshot
+    max_snapshot_inflight: int = 4  # InstallSnapshot chunks unacknowledged per follower
 
     def __post_init__(self) -> None:
         low, high = self.election_ticks
@@ -129,6 +146,47 @@ class CoreConfig:
             < 1
         ):
             raise ValueError("the apply, write and term-jump limits must be at least 1")
+        if self.snapshot_trailing < 0 or self.max_snapshot_chunk < 1 or self.max_snapshot_inflight < 1:
+            raise ValueError("need snapshot_trailing >= 0, max_snapshot_chunk >= 1, max_snapshot_inflight >= 1")
+
+
+@dataclass(slots=True)
+class LogBase:
+    """The log now starts after (index, term), which a durable snapshot covers.
+
+    The log-store drops every entry at or below `index`; with `discard` it
+    drops every entry after it too (an installed snapshot that the log
+    contradicts, or runs past): the log is then empty after (index, term).
+    """
+
+    index: int
+    term: int
+    discard: bool = False
+
+
+@dataclass(slots=True)
+class SnapshotChunk:
+    """Bytes of an incoming snapshot (index, term) for the log-store's
+    partial snapshot file: `data` at `offset` (offset 0 starts the file
+    afresh, dropping any other partial one); `done`: the file is complete."""
+
+    index: int
+    term: int
+    offset: int
+    data: bytes
+    done: bool = False
+
+
+@dataclass(slots=True)
+class SnapshotRead:
+    """A leader's request to its owner: read up to max_snapshot_chunk bytes
+    at `offset` of snapshot (index, term) and hand them to
+    RaftCore.send_snapshot_chunk (an offset at the end reads b"", done)."""
+
+    peer: str
+    index: int
+    term: int
+    offset: int
 
 
 @dataclass(slots=True)
@@ -150,6 +208,10 @@ class PersistWrite:
     must_sync: bool = True
     last_index: int = 0
     last_term: int = 0
+    #: Applied first: the log's new base (compaction, or an installed snapshot).
+    base: LogBase | None = None
+    #: Chunks of an incoming snapshot, for its partial file (independent of the log).
+    chunks: list[SnapshotChunk] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -162,16 +224,44 @@ class Ready:
     - apply `committed` in order (they are committed and locally durable),
       and call confirm_applied() as the state machine gets through them;
     - `role_changed` is set when role, term or leader changed, for the actor's
-      bookkeeping (failing proposals, redirecting clients).
+      bookkeeping (failing proposals, redirecting clients);
+    - `snapshot_reads` (leader): read these chunks of a snapshot file and
+      hand each to send_snapshot_chunk();
+    - `install_snapshot` (follower): the received snapshot (index, term) is
+      complete and durable: verify it, restore the state machine from it,
+      then call snapshot_installed() (or snapshot_failed()). No committed
+      entries are handed out meanwhile.
     """
 
     messages: list[Message] = field(default_factory=list)
     write: PersistWrite | None = None
     committed: list[Entry] = field(default_factory=list)
     role_changed: bool = False
+    snapshot_reads: list[SnapshotRead] = field(default_factory=list)
+    install_snapshot: tuple[int, int] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.messages or self.write or self.committed or self.role_changed)
+        return bool(
+            self.messages
+            or self.write
+            or self.committed
+            or self.role_changed
+            or self.snapshot_reads
+            or self.install_snapshot
+        )
+
+
+@dataclass(slots=True)
+class _Receiving:
+    """A snapshot a follower is receiving: from whom (leader, term), which,
+    how many bytes were accepted, and the write carrying its last chunk."""
+
+    leader: str
+    leader_term: int
+    index: int
+    term: int
+    offset: int = 0
+    done_write: int = 0  # 0: the last chunk has not arrived
 
 
 @dataclass(slots=True)
@@ -194,12 +284,18 @@ class RaftCore:
         log: MemoryLog | None = None,
         applied: int = 0,
         seed: int | None = None,
+        snapshot: tuple[int, int] = (0, 0),
     ) -> None:
         """Start (or restart) a node from what its log-store recovered.
 
         Everything in `log` and `hard_state` is durable. `applied` is how far
         the state machine already is; committed entries after it are handed
         out again (that is how a restarted node replays its state machine).
+        `snapshot`: the (index, term) of the newest durable snapshot; the
+        state machine restored from it, so `applied` is at least its index.
+        A snapshot newer than the log's base (a crash between installing a
+        snapshot and rewriting the log) is installed again here: the log is
+        kept after it if it holds the snapshot's last entry, else discarded.
         """
         self.id = node_id
         self.voters = frozenset(voters)
@@ -209,6 +305,20 @@ class RaftCore:
         self._rng = random.Random(seed if seed is not None else node_id)
         hs = hard_state or HardState()
         self.log = log if log is not None else MemoryLog()
+        snap_index, snap_term = snapshot
+        pending_base: LogBase | None = None
+        if snap_index > self.log.base_index:
+            if self.log.term(snap_index) == snap_term:
+                self.log.compact(snap_index)
+                pending_base = LogBase(snap_index, snap_term)
+            else:
+                self.log.reset(snap_index, snap_term)
+                pending_base = LogBase(snap_index, snap_term, discard=True)
+        elif snap_index < self.log.base_index:
+            raise SafetyViolation(f"the log starts after {self.log.base_index}, past the snapshot at {snap_index}")
+        if applied < self.log.base_index:
+            raise ValueError(f"applied {applied} is below the log's base {self.log.base_index}: restore the snapshot")
+        hs = HardState(hs.term, hs.vote, max(hs.commit, snap_index))
         if hs.commit > self.log.last_index:
             raise SafetyViolation(f"commit index {hs.commit} beyond the last log index {self.log.last_index}")
         self.term = hs.term
@@ -226,6 +336,18 @@ class RaftCore:
         self._persisted_id = 0
         self._pending_writes: deque[_PendingWrite] = deque()
         self._held: deque[tuple[int, Message]] = deque()  # (write id it waits for, message)
+
+        # Snapshots: the newest durable one, log bases and incoming chunks for
+        # the log-store, reads for the owner (leader), what is being received
+        # and installed (follower).
+        self.snapshot_index = snap_index
+        self.snapshot_term = snap_term
+        self._pending_bases: deque[LogBase] = deque([pending_base] if pending_base else [])
+        self._pending_chunks: list[SnapshotChunk] = []
+        self._snapshot_reads: list[SnapshotRead] = []
+        self._receiving: _Receiving | None = None
+        self._installing: tuple[int, int] | None = None
+        self._install_announced = False
 
         self._outbox: list[Message] = []
         self._role_changed = False
@@ -257,7 +379,9 @@ class RaftCore:
             self.election_elapsed += 1
             if self.election_elapsed >= self._election_timeout:
                 self.election_elapsed = 0
-                if self.eligible and self.term < MAX_TERM:
+                # (Not while a snapshot is being installed: the install rewrites
+                # the log, which a leader's log must never see.)
+                if self.eligible and self.term < MAX_TERM and self._installing is None:
                     self._start_election()
 
     def propose(self, commands: list[bytes]) -> int:
@@ -295,6 +419,9 @@ class RaftCore:
                 self.step(message)
             else:
                 self._outbox.append(message)
+        receiving = self._receiving
+        if receiving is not None and 0 < receiving.done_write <= write_id and not self._install_announced:
+            self._snapshot_received(receiving)
         if self.role is Role.LEADER:
             self._maybe_commit()
 
@@ -305,7 +432,10 @@ class RaftCore:
         that outlived a restart of the node's Raft actor (it is ahead; entries
         up to `index` are committed, since they were applied). Whatever was
         handed out after `index` is forgotten: it is handed out again.
+        Never below the log's base: those entries exist only in the snapshot.
         """
+        if index < self.log.base_index:
+            raise ValueError(f"applied {index} is below the log's base {self.log.base_index}: restore the snapshot")
         self.applied = self._apply_confirmed = index
         self._apply_batches.clear()
         self._apply_lag_bytes = 0
@@ -328,6 +458,167 @@ class RaftCore:
         if not eligible and self.role is not Role.FOLLOWER:
             self._become_follower(self.term, None)
 
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot_taken(self, index: int, term: int) -> None:
+        """The owner made a snapshot of the state machine at `index` (the
+        entry there has `term`) durable. Entries up to index minus the
+        trailing window leave the log (PersistWrite.base tells the
+        log-store), and a follower that needs any of them gets the snapshot.
+
+        Only applied (hence committed) state may be snapshotted: a snapshot
+        of anything else is a caller's bug, raised as ValueError.
+        """
+        if index <= self.snapshot_index:
+            return  # an older snapshot than one we have: nothing to do
+        if index > self.applied:
+            raise ValueError(f"snapshot at {index} is past the applied index {self.applied}")
+        if self.log.term(index) not in (term, None):
+            raise ValueError(f"snapshot at {index} has term {term}, the log {self.log.term(index)}")
+        self.snapshot_index, self.snapshot_term = index, term
+        compact_to = index - self.config.snapshot_trailing
+        if compact_to > self.log.base_index:
+            self.log.compact(compact_to)
+            self._pending_bases.append(LogBase(compact_to, self.log.base_term))
+
+    def send_snapshot_chunk(self, peer: str, index: int, term: int, offset: int, data: bytes, done: bool) -> bool:
+        """The owner read what a SnapshotRead asked for: send it to `peer` as
+        an InstallSnapshot stamped with the current term. False (nothing sent)
+        when the read is stale: leadership, the stream or its offset moved on.
+        A chunk larger than max_snapshot_chunk is a caller's bug (ValueError)."""
+        if len(data) > self.config.max_snapshot_chunk:
+            raise ValueError(f"a snapshot chunk of {len(data)} bytes exceeds max_snapshot_chunk")
+        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        if (
+            pr is None
+            or pr.state is not ProgressState.SNAPSHOT
+            or (pr.snap_index, pr.snap_term) != (index, term)
+            or pr.snap_reading != offset
+        ):
+            return False
+        pr.snap_reading = None
+        pr.snap_started = True
+        pr.snap_sent = offset + len(data)
+        pr.snap_chunks.append(pr.snap_sent)
+        pr.snap_done_sent = done
+        self._outbox.append(InstallSnapshot(self.id, peer, self.term, index, term, offset, data, done))
+        self._request_snapshot_read(peer, pr)
+        return True
+
+    def snapshot_send_failed(self, peer: str) -> None:
+        """The owner cannot read the snapshot a SnapshotRead named (it was
+        replaced by a newer one): the follower starts over, from the newest."""
+        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ProgressState.SNAPSHOT:
+            pr.become_probe()
+
+    def snapshot_installed(self, index: int, term: int) -> None:
+        """The owner verified the received snapshot (index, term) (Ready.
+        install_snapshot), made it the node's snapshot and restored the state
+        machine from it. The log keeps what follows the snapshot if it holds
+        the snapshot's last entry, else it is discarded (Raft paper section
+        7; HashiCorp raft issue 697: keeping a conflicting entry makes the
+        follower reject the leader forever); commit and applied move to index.
+        """
+        if self._installing != (index, term):
+            raise ValueError(f"snapshot ({index}, {term}) was not handed out for installing ({self._installing})")
+        self._installing = None
+        self._install_announced = False
+        receiving, self._receiving = self._receiving, None
+        self._install(index, term)
+        if receiving is not None and (receiving.index, receiving.term) == (index, term):
+            self._send(
+                InstallSnapshotResponse(self.id, receiving.leader, self.term, index, term, receiving.offset, True)
+            )
+
+    def snapshot_failed(self, index: int, term: int) -> None:
+        """The received snapshot failed verification (checksum) or restore:
+        nothing changes; the leader is asked to send it again from offset 0."""
+        if self._installing != (index, term):
+            raise ValueError(f"snapshot ({index}, {term}) was not handed out for installing ({self._installing})")
+        self._installing = None
+        self._install_announced = False
+        receiving, self._receiving = self._receiving, None
+        if receiving is not None:
+            self._send(InstallSnapshotResponse(self.id, receiving.leader, self.term, index, term, 0, rejected=True))
+
+    def _install(self, index: int, term: int) -> None:
+        if self.log.term(index) == term:
+            self.log.compact(index)
+            self._pending_bases.append(LogBase(index, term))
+            self.durable_index = max(self.durable_index, index)
+            if self._unpersisted_from is not None and self._unpersisted_from <= index:
+                self._unpersisted_from = index + 1 if index < self.log.last_index else None
+        else:
+            self.log.reset(index, term)
+            self._pending_bases.append(LogBase(index, term, discard=True))
+            self.durable_index = index
+            for pending in self._pending_writes:
+                pending.last_index = min(pending.last_index, index)
+            self._unpersisted_from = None
+        self.snapshot_index, self.snapshot_term = index, term
+        self._commit_to(index)
+        self.set_applied(index)
+
+    def _snapshot_received(self, receiving: _Receiving) -> None:
+        """The last chunk is durable: install, unless the log got there first."""
+        if receiving.index <= self.commit:
+            self._receiving = None
+            self._send(
+                InstallSnapshotResponse(
+                    self.id, receiving.leader, self.term, receiving.index, receiving.term, receiving.offset, True
+                )
+            )
+            return
+        self._installing = (receiving.index, receiving.term)
+        self._install_announced = True
+
+    def _request_snapshot_read(self, peer: str, pr: Progress) -> None:
+        """Ask the owner for the next chunk while the window has room."""
+        if (
+            pr.snap_reading is None
+            and not pr.snap_done_sent
+            and len(pr.snap_chunks) < self.config.max_snapshot_inflight
+        ):
+            pr.snap_reading = pr.snap_sent
+            self._snapshot_reads.append(SnapshotRead(peer, pr.snap_index, pr.snap_term, pr.snap_sent))
+
+    def _become_snapshot(self, peer: str, pr: Progress) -> None:
+        if self.snapshot_index < self.log.base_index or self.snapshot_index == 0:
+            raise SafetyViolation(
+                f"the log starts after {self.log.base_index} but the snapshot is at {self.snapshot_index}"
+            )
+        pr.become_snapshot(self.snapshot_index, self.snapshot_term)
+        self._request_snapshot_read(peer, pr)
+
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        """A chunk from the leader: accept it if it continues what we hold
+        durably, and acknowledge once it is durable (_send holds the answer
+        until the write carrying the chunk is done)."""
+        index, term = m.snapshot_index, m.snapshot_term
+        if index <= self.commit:
+            # Every entry it covers is committed here already (held until durable).
+            self._send(InstallSnapshotResponse(self.id, m.src, self.term, index, term, m.offset, installed=True))
+            return
+        r = self._receiving
+        if r is None or (r.leader, r.leader_term, r.index, r.term) != (m.src, m.term, index, term):
+            if self._installing is not None:
+                return  # one install at a time; the leader resends
+            if m.offset != 0:
+                self._send(InstallSnapshotResponse(self.id, m.src, self.term, index, term, 0, rejected=True))
+                return
+            r = self._receiving = _Receiving(m.src, m.term, index, term)
+        if m.offset != r.offset or r.done_write:
+            # A duplicate (acknowledge what we hold) or a gap (ask for it).
+            gap = m.offset > r.offset and not r.done_write
+            self._send(InstallSnapshotResponse(self.id, m.src, self.term, index, term, r.offset, rejected=gap))
+            return
+        r.offset += len(m.data)
+        self._pending_chunks.append(SnapshotChunk(index, term, m.offset, m.data, m.done))
+        if m.done:
+            r.done_write = self._next_write_id  # the write _take_write issues next carries it
+        self._send(InstallSnapshotResponse(self.id, m.src, self.term, index, term, r.offset))
+
     def step(self, m: Message) -> None:
         """Process one message from a peer (or a released message to self).
         An unbelievable message is counted in `refused` and changes nothing."""
@@ -344,13 +635,19 @@ class RaftCore:
             if not (isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted):
                 # (A granted pre-vote carries the term the pre-candidate asked
                 # for, not a newer one.)
-                leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
                 self._become_follower(m.term, leader)
         elif m.term < self.term:
             if isinstance(m, (AppendEntries, Heartbeat)):
                 # A stale leader: tell it our term so it steps down. Without this,
                 # pre-vote and check-quorum could leave it leading a minority forever.
                 self._send(AppendEntriesResponse(self.id, m.src, self.term, success=False, index=0))
+            elif isinstance(m, InstallSnapshot):
+                self._send(
+                    InstallSnapshotResponse(
+                        self.id, m.src, self.term, m.snapshot_index, m.snapshot_term, 0, rejected=True
+                    )
+                )
             elif isinstance(m, RequestVote) and m.pre_vote:
                 self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=True))
             return
@@ -374,7 +671,14 @@ class RaftCore:
         committed = self._take_committed()
         messages, self._outbox = self._outbox, []
         role_changed, self._role_changed = self._role_changed, False
-        return Ready(messages, write, committed, role_changed)
+        if not self._snapshot_reads and not self._install_announced:
+            return Ready(messages, write, committed, role_changed)
+        reads, self._snapshot_reads = self._snapshot_reads, []
+        install = None
+        if self._install_announced and self._installing is not None:
+            install = self._installing
+            self._install_announced = False
+        return Ready(messages, write, committed, role_changed, reads, install)
 
     def has_ready(self) -> bool:
         """Whether ready() would return anything: call ready() until this is False."""
@@ -383,7 +687,13 @@ class RaftCore:
             or self._role_changed
             or self._unpersisted_from is not None
             or self._hard_state_changed()
-            or (min(self.commit, self.durable_index) > self.applied and self._apply_room() > 0)
+            or bool(self._pending_bases or self._pending_chunks or self._snapshot_reads)
+            or (self._install_announced and self._installing is not None)
+            or (
+                min(self.commit, self.durable_index) > self.applied
+                and self._apply_room() > 0
+                and self._installing is None
+            )
             or (self.role is Role.LEADER and self._has_replication_work())
         )
 
@@ -397,7 +707,7 @@ class RaftCore:
 
     def _take_committed(self) -> list[Entry]:
         last_applicable = min(self.commit, self.durable_index)
-        if last_applicable <= self.applied:
+        if last_applicable <= self.applied or self._installing is not None:
             return []
         room = self._apply_room()
         if room <= 0:
@@ -459,6 +769,7 @@ class RaftCore:
             "applied_index": self.applied,
             "last_index": self.log.last_index,
             "durable_index": self.durable_index,
+            "snapshot_index": self.snapshot_index,
             "followers": followers,
             "refused": dict(self.refused),
         }
@@ -500,6 +811,23 @@ class RaftCore:
         elif isinstance(m, Heartbeat):
             if m.commit > MAX_INDEX:
                 return "heartbeat out of range"
+        elif isinstance(m, InstallSnapshot):
+            if not (0 < m.snapshot_index <= MAX_INDEX and 0 < m.snapshot_term <= term):
+                return "snapshot out of range"
+            if m.offset > MAX_INDEX or len(m.data) > self.config.max_snapshot_chunk:
+                return "snapshot chunk out of range"
+        elif isinstance(m, InstallSnapshotResponse):
+            if m.snapshot_index > MAX_INDEX or m.snapshot_term > term or m.next_offset > MAX_INDEX:
+                return "snapshot response out of range"
+            if self.role is Role.LEADER and term == self.term:
+                pr = self.progress.get(m.src)
+                if (
+                    pr is not None
+                    and pr.state is ProgressState.SNAPSHOT
+                    and (pr.snap_index, pr.snap_term) == (m.snapshot_index, m.snapshot_term)
+                    and (m.next_offset > pr.snap_sent or (m.installed and not pr.snap_started))
+                ):
+                    return "acknowledges snapshot bytes never sent"
         return None
 
     # ------------------------------------------------------------------ elections
@@ -562,7 +890,7 @@ class RaftCore:
             self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=m.pre_vote))
 
     def _step_candidate(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat)):
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
             # A leader of our own term exists (a pre-candidate's term is the current one).
             self._become_follower(self.term, m.src)
             self._step_follower(m)
@@ -629,6 +957,10 @@ class RaftCore:
             self._set_role(Role.FOLLOWER, m.src)
             self._commit_to(min(m.commit, self.log.last_index))
             self._send(HeartbeatResponse(self.id, m.src, self.term, m.context))
+        elif isinstance(m, InstallSnapshot):
+            self.election_elapsed = 0
+            self._set_role(Role.FOLLOWER, m.src)
+            self._handle_snapshot(m)
 
     def _handle_append(self, m: AppendEntries) -> None:
         if m.prev_index < self.commit:
@@ -636,10 +968,11 @@ class RaftCore:
             # hold (as etcd-io/raft does). A leader of this term cannot disagree
             # with a committed entry (leader completeness): one that does is a
             # forgery (or a bug), refused like any other unbelievable message.
+            base = self.log.base_index
             for entry in m.entries:
                 if entry.index > self.commit:
                     break
-                if self.log.term(entry.index) != entry.term:
+                if entry.index > base and self.log.term(entry.index) != entry.term:
                     reason = "contradicts a committed entry"
                     self.refused[reason] = self.refused.get(reason, 0) + 1
                     return
@@ -721,17 +1054,48 @@ class RaftCore:
                 if pr.maybe_update(m.index):
                     if pr.state is ProgressState.PROBE:
                         pr.become_replicate()
+                    elif pr.state is ProgressState.SNAPSHOT:
+                        if pr.match >= pr.snap_index:
+                            pr.become_probe()  # the log caught it up: the snapshot is moot
                     else:
                         pr.inflights.free_to(m.index)
                     self._maybe_commit()
+            elif pr.state is ProgressState.SNAPSHOT:
+                return  # an answer to an AppendEntries from before the snapshot
             else:
                 hint = m.hint_index
                 if m.hint_term > 0:
                     hint, _ = self.log.find_conflict_by_term(m.hint_index, m.hint_term)
                 if pr.maybe_decrease(m.index, hint) and pr.state is ProgressState.REPLICATE:
                     pr.become_probe()
+        elif isinstance(m, InstallSnapshotResponse):
+            pr.recent_active = True
+            if pr.state is not ProgressState.SNAPSHOT or (pr.snap_index, pr.snap_term) != (
+                m.snapshot_index,
+                m.snapshot_term,
+            ):
+                return  # about another stream: stale
+            if m.installed:
+                pr.maybe_update(pr.snap_index)
+                pr.become_probe()
+                self._maybe_commit()
+                return
+            if m.rejected:
+                if m.next_offset < pr.snap_sent:
+                    pr.snapshot_go_back(m.next_offset)
+            else:
+                pr.snapshot_acked(m.next_offset)
+            self._request_snapshot_read(m.src, pr)
         elif isinstance(m, HeartbeatResponse):
             pr.recent_active = True
+            if pr.state is ProgressState.SNAPSHOT:
+                # No acknowledgement for a few heartbeats: chunks (or the answer
+                # to the last one) were lost. Resend from the follower's offset.
+                pr.snap_stall += 1
+                if pr.snap_stall >= 3 and pr.snap_reading is None:
+                    pr.snapshot_go_back(pr.snap_acked)
+                    self._request_snapshot_read(m.src, pr)
+                return
             pr.probe_sent = False
             if pr.state is ProgressState.REPLICATE and pr.inflights.full():
                 pr.inflights.free_first()
@@ -764,7 +1128,9 @@ class RaftCore:
         prev_index = pr.next - 1
         prev_term = self.log.term(prev_index)
         if prev_term is None:
-            raise SafetyViolation(f"no term for index {prev_index}: InstallSnapshot is not implemented yet")
+            # Compacted away: the follower needs the snapshot (etcd-io/raft's StateSnapshot).
+            self._become_snapshot(peer, pr)
+            return False
         cfg = self.config
         entries = self.log.entries(pr.next, self.log.last_index + 1, cfg.max_batch_entries, cfg.max_batch_bytes)
         if not entries and not allow_empty:
@@ -805,7 +1171,12 @@ class RaftCore:
         new entries, or a new term or vote. (A commit index alone does not count:
         no message depends on it being durable.)"""
         w = self._written
-        return self._unpersisted_from is not None or w.term != self.term or w.vote != self.vote
+        return (
+            self._unpersisted_from is not None
+            or w.term != self.term
+            or w.vote != self.vote
+            or bool(self._pending_chunks or self._pending_bases)
+        )
 
     def _hard_state_changed(self) -> bool:
         w = self._written
@@ -817,12 +1188,21 @@ class RaftCore:
         backlog), they go in the next write, the hard state with the last one
         (a commit index must never be on disk ahead of its entries), and the
         messages held for "the next write" wait for that last one instead."""
-        if self._unpersisted_from is None and not self._hard_state_changed():
+        if (
+            self._unpersisted_from is None
+            and not self._hard_state_changed()
+            and not self._pending_bases
+            and not self._pending_chunks
+        ):
             return None
         write_id = self._next_write_id
         self._next_write_id += 1
         entries: list[Entry] = []
-        must_sync = False
+        # A log base goes first in its write (one per write, in order); chunks
+        # travel with the next write, whose id their acknowledgements wait for.
+        base = self._pending_bases.popleft() if self._pending_bases else None
+        chunks, self._pending_chunks = self._pending_chunks, []
+        must_sync = bool(chunks) or (base is not None and self._installed_base(base))
         last_index = self.log.last_index
         if self._unpersisted_from is not None:
             entries = self.log.entries(self._unpersisted_from, last_index + 1, max_bytes=self.config.max_write_bytes)
@@ -831,7 +1211,7 @@ class RaftCore:
                 self._unpersisted_from = entries[-1].index + 1
                 self._pending_writes.append(_PendingWrite(write_id, entries[-1].index, self._ticks))
                 self._defer_held(write_id)
-                return PersistWrite(write_id, entries, None, True, entries[-1].index, entries[-1].term)
+                return PersistWrite(write_id, entries, None, True, entries[-1].index, entries[-1].term, base, chunks)
             self._unpersisted_from = None
         hard_state = None
         if self._hard_state_changed():
@@ -840,7 +1220,14 @@ class RaftCore:
             hard_state = HardState(self.term, self.vote, self.commit)
             self._written = HardState(self.term, self.vote, self.commit)
         self._pending_writes.append(_PendingWrite(write_id, last_index, self._ticks))
-        return PersistWrite(write_id, entries, hard_state, must_sync, last_index, self.log.last_term)
+        if self._pending_bases:
+            self._defer_held(write_id)  # (messages may wait for the next base too)
+        return PersistWrite(write_id, entries, hard_state, must_sync, last_index, self.log.last_term, base, chunks)
+
+    def _installed_base(self, base: LogBase) -> bool:
+        """Whether a log base comes from an installed snapshot (messages wait
+        for it) rather than a compaction (nothing depends on it)."""
+        return base.discard or base.index == self.snapshot_index
 
     def _defer_held(self, write_id: int) -> None:
         """Messages held until "the next write" (`write_id`) now wait for the

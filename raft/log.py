@@ -3,8 +3,10 @@
 The core reads and rewrites its log only through this class, in memory. Where
 entries live on disk is the log-store's business: the core says what to
 persist in each Ready and learns what became durable through
-RaftCore.persisted(). Log compaction (once snapshots exist) moves
-`base_index`/`base_term` forward; until then they stay at (0, 0).
+RaftCore.persisted(). Log compaction moves `base_index`/`base_term`
+forward (`compact`, once a snapshot covers the entries), and installing a
+snapshot that conflicts with the log replaces it with an empty log after
+the snapshot (`reset`); without snapshots they stay at (0, 0).
 
 Memory stays bounded without snapshots: the owner may `trim()` old entries
 out of memory once they are durable and committed, and reads below the
@@ -217,6 +219,34 @@ class MemoryLog:
         del self._cum[:count]
         self._mem_base += count
         return count
+
+    def compact(self, index: int) -> None:
+        """Forget every entry up to `index`: a durable snapshot covers them.
+        The log then starts after (index, term(index)); entries between the
+        old base and the in-memory tail stay readable through `cold` only if
+        above the new base."""
+        if index <= self.base_index:
+            return
+        term = self.term(index)
+        if term is None or index > self.last_index:
+            raise ValueError(f"cannot compact to {index}: not in the log ({self.base_index}, {self.last_index}]")
+        if index >= self._mem_base:
+            count = index - self._mem_base
+            del self._entries[:count]
+            del self._cum[:count]
+            self._mem_base = index
+            self._mem_base_term = term
+        self.base_index = index
+        self.base_term = term
+
+    def reset(self, index: int, term: int) -> None:
+        """Discard the whole log: it is now empty after (index, term), the
+        snapshot just installed (Raft paper section 7, when the log does not
+        hold the snapshot's last entry)."""
+        self._entries = []
+        self._cum = [0]
+        self.base_index = self._mem_base = index
+        self.base_term = self._mem_base_term = term
 
     def __len__(self) -> int:
         return self.last_index - self.base_index

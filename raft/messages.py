@@ -11,7 +11,9 @@ field, as etcd-io/raft does) so that each handler's fields are explicit.
 
 Room is left for later work: EntryKind.CONFIG for membership changes, the
 `context` of heartbeats for ReadIndex, and further message classes
-(InstallSnapshot, TimeoutNow) that will join MESSAGE_TYPES.
+(TimeoutNow). InstallSnapshot and its response exist (SNAPSHOT_MESSAGE_TYPES)
+but join MESSAGE_TYPES, the set the Raft actor accepts from peers, only once
+the actors carry out the core's snapshot instructions.
 """
 
 from __future__ import annotations
@@ -197,6 +199,39 @@ class HeartbeatResponse(Message):
     context: int = 0
 
 
+@dataclass(slots=True)
+class InstallSnapshot(Message):
+    """One chunk of the leader's snapshot (snapshot_index, snapshot_term):
+    `data` goes at byte `offset` of the snapshot file; `done` marks the last
+    chunk. Chunks are read from the file by the leader's owner and stamped by
+    the core (RaftCore.send_snapshot_chunk), so the term is always current."""
+
+    snapshot_index: int
+    snapshot_term: int
+    offset: int
+    data: bytes = b""
+    done: bool = False
+
+
+@dataclass(slots=True)
+class InstallSnapshotResponse(Message):
+    """The follower's answer about snapshot (snapshot_index, snapshot_term).
+
+    `next_offset`: every byte before it is durable in the follower's partial
+    file (the leader never needs to resend them). `rejected`: a chunk did not
+    start at next_offset (a gap: chunks were lost), so the leader goes back
+    to next_offset. `installed`: the follower holds the whole snapshot (or
+    already had every entry it covers): the leader resumes from the log
+    after snapshot_index.
+    """
+
+    snapshot_index: int
+    snapshot_term: int
+    next_offset: int
+    installed: bool = False
+    rejected: bool = False
+
+
 # Every class a peer can send, in a fixed order: the transport's type tags.
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     RequestVote,
@@ -206,3 +241,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Heartbeat,
     HeartbeatResponse,
 )
+
+#: The snapshot messages: declared on the wire (sandzmq.protocol.peer) and
+#: handled by the core, not yet accepted by the Raft actor (see above).
+SNAPSHOT_MESSAGE_TYPES: tuple[type[Message], ...] = (InstallSnapshot, InstallSnapshotResponse)

@@ -1,13 +1,16 @@
 """What a leader knows of each follower, after etcd-io/raft's tracker/progress.go.
 
-A follower is in one of two states:
+A follower is in one of three states:
 - PROBE: the leader does not know where the logs agree. It sends one
   AppendEntries and waits for the answer (or the next heartbeat response)
   before sending another, moving `next` back on each rejection.
 - REPLICATE: the logs agree up to `match`. The leader streams entries
   optimistically, advancing `next` as it sends, with at most a window of
   AppendEntries (by count and by bytes) unacknowledged: pipelining.
-A third state, SNAPSHOT (etcd-io/raft's), has no use until InstallSnapshot exists.
+- SNAPSHOT: the follower needs entries the leader compacted away: the
+  leader streams its snapshot in chunks (InstallSnapshot), with at most
+  max_snapshot_inflight chunks unacknowledged, and sends no AppendEntries
+  until the follower reports it installed; then PROBE from after it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from enum import Enum
 class ProgressState(str, Enum):
     PROBE = "probe"
     REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
 
 
 class Inflights:
@@ -60,7 +64,25 @@ class Inflights:
 class Progress:
     """One follower's replication state, as its leader sees it."""
 
-    __slots__ = ("match", "next", "state", "probe_sent", "inflights", "recent_active", "commit_sent", "sent")
+    __slots__ = (
+        "match",
+        "next",
+        "state",
+        "probe_sent",
+        "inflights",
+        "recent_active",
+        "commit_sent",
+        "sent",
+        "snap_index",
+        "snap_term",
+        "snap_acked",
+        "snap_sent",
+        "snap_reading",
+        "snap_chunks",
+        "snap_done_sent",
+        "snap_started",
+        "snap_stall",
+    )
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int) -> None:
         self.match = 0
@@ -73,22 +95,74 @@ class Progress:
         # The highest index offered to this follower in this term: it cannot
         # truthfully acknowledge more (RaftCore refuses such an answer).
         self.sent = 0
+        self._reset_snapshot()
+
+    def _reset_snapshot(self) -> None:
+        # The snapshot being streamed (SNAPSHOT state only): which one, the
+        # follower's durable offset, the end of what was sent, the offset the
+        # owner was asked to read (None: no read pending), the ends of the
+        # chunks in flight, whether the last chunk went out, whether any
+        # chunk did (an "installed" answer before that is unbelievable), and
+        # heartbeat rounds without progress (a lost chunk: resend).
+        self.snap_index = 0
+        self.snap_term = 0
+        self.snap_acked = 0
+        self.snap_sent = 0
+        self.snap_reading: int | None = None
+        self.snap_chunks: deque[int] = deque()
+        self.snap_done_sent = False
+        self.snap_started = False
+        self.snap_stall = 0
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE
         self.next = self.match + 1
         self.probe_sent = False
         self.inflights.reset()
+        self._reset_snapshot()
+
+    def become_snapshot(self, index: int, term: int) -> None:
+        """Stream snapshot (index, term) from offset 0: the follower needs
+        entries at or below the leader's log base."""
+        self.state = ProgressState.SNAPSHOT
+        self.probe_sent = False
+        self.inflights.reset()
+        self._reset_snapshot()
+        self.snap_index = index
+        self.snap_term = term
+
+    def snapshot_go_back(self, offset: int) -> None:
+        """Resend from `offset` (the follower's durable offset): chunks were
+        lost, or the follower lost its partial file."""
+        self.snap_acked = offset
+        self.snap_sent = offset
+        self.snap_chunks.clear()
+        self.snap_reading = None
+        self.snap_done_sent = False
+        self.snap_stall = 0
+
+    def snapshot_acked(self, offset: int) -> None:
+        """The follower holds every byte before `offset` durably."""
+        if offset <= self.snap_acked:
+            return
+        self.snap_acked = offset
+        self.snap_stall = 0
+        chunks = self.snap_chunks
+        while chunks and chunks[0] <= offset:
+            chunks.popleft()
 
     def become_replicate(self) -> None:
         self.state = ProgressState.REPLICATE
         self.next = self.match + 1
         self.probe_sent = False
         self.inflights.reset()
+        self._reset_snapshot()
 
     def is_paused(self) -> bool:
         if self.state is ProgressState.PROBE:
             return self.probe_sent
+        if self.state is ProgressState.SNAPSHOT:
+            return True  # no AppendEntries until the snapshot is installed
         return self.inflights.full()
 
     def maybe_update(self, index: int) -> bool:

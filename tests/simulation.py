@@ -14,6 +14,19 @@ event the safety properties of the Raft paper's Figure 3 are checked:
 - leader completeness: a new leader's log holds every entry known committed;
 - state machine safety: no two nodes apply different entries at one index.
 
+Snapshots (in most runs): nodes snapshot their state machine (the list of
+entries it applied) at random points, the core compacts its log behind a
+trailing window, and followers that fall behind it (partitions, crashes)
+catch up by InstallSnapshot, its chunks dropped, duplicated, reordered, and
+nodes crashing mid-install (before or after the snapshot file is renamed into
+place). On top of the invariants above:
+- a snapshot never covers uncommitted entries, and every installed
+  snapshot's entries agree with what was committed;
+- no applied index goes backwards within a node's life;
+- an InstallSnapshotResponse leaves only once what it acknowledges is on the
+  node's disk (the chunk bytes, or the entries / snapshot it claims);
+- every replica's state is equal at the end.
+
 Then the faults stop (partitions heal, crashed nodes restart, links deliver in
 order without loss, as ZeroMQ over TCP does) and liveness is checked: a leader is elected and every command proposed after
 the faults stopped is applied on every node.
@@ -31,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import pickle
 import random
 import sys
 import time
@@ -43,9 +57,11 @@ from sandzmq.raft import (
     CoreConfig,
     Entry,
     HardState,
+    InstallSnapshotResponse,
     MemoryLog,
     Message,
     NotLeader,
+    PersistWrite,
     RaftCore,
     RequestVoteResponse,
     Role,
@@ -121,17 +137,63 @@ class Faults:
 
 @dataclass
 class Disk:
-    """What survives a crash: the hard state and the log entries written so far."""
+    """What survives a crash: the hard state, the log entries after the log's
+    base, the snapshots (renamed into place whole) and a partial snapshot
+    being received."""
 
     hard_state: HardState = field(default_factory=HardState)
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)  # (base_index, last_index]
+    base_index: int = 0
+    base_term: int = 0
+    snapshots: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (index, term) -> state
+    partial: tuple[int, int, bytearray] | None = None
 
-    def write(self, entries: list[Entry], hard_state: HardState | None) -> None:
-        if entries:
-            del self.entries[entries[0].index - 1 :]
-            self.entries.extend(entries)
-        if hard_state is not None:
-            self.hard_state = HardState(hard_state.term, hard_state.vote, hard_state.commit)
+    @property
+    def last_index(self) -> int:
+        return self.base_index + len(self.entries)
+
+    @property
+    def last_term(self) -> int:
+        return self.entries[-1].term if self.entries else self.base_term
+
+    def term_at(self, index: int) -> int | None:
+        if index == self.base_index:
+            return self.base_term
+        if self.base_index < index <= self.last_index:
+            return self.entries[index - self.base_index - 1].term
+        return None
+
+    def holds(self, index: int, term: int) -> bool:
+        """Whether the entry (index, term) is on this disk, or covered by its snapshot."""
+        return index <= self.base_index or self.term_at(index) == term
+
+    def newest_snapshot(self) -> tuple[int, int] | None:
+        return max(self.snapshots) if self.snapshots else None
+
+    def write(self, w: PersistWrite) -> str | None:
+        """Carry out one write; returns what is wrong with it, if anything."""
+        if w.base is not None:
+            if w.base.index < self.base_index:
+                return f"log base moves back from {self.base_index} to {w.base.index}"
+            if w.base.discard:
+                self.entries = []
+            else:
+                self.entries = self.entries[max(0, w.base.index - self.base_index) :]
+            self.base_index, self.base_term = w.base.index, w.base.term
+        if w.entries:
+            del self.entries[w.entries[0].index - self.base_index - 1 :]
+            self.entries.extend(w.entries)
+        if w.hard_state is not None:
+            hs = w.hard_state
+            self.hard_state = HardState(hs.term, hs.vote, hs.commit)
+        for chunk in w.chunks:
+            if chunk.offset == 0:
+                self.partial = (chunk.index, chunk.term, bytearray())
+            partial = self.partial
+            if partial is None or partial[:2] != (chunk.index, chunk.term) or len(partial[2]) != chunk.offset:
+                return f"snapshot chunk at {chunk.offset} does not continue the partial file"
+            partial[2].extend(chunk.data)
+        return None
 
 
 class DiskReader:
@@ -142,11 +204,20 @@ class DiskReader:
         self.disk = disk
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
-        return self.disk.entries[lo - 1 : hi - 1]
+        base = self.disk.base_index
+        return self.disk.entries[max(0, lo - base - 1) : max(0, hi - base - 1)]
 
     def term_at(self, index: int) -> int | None:
-        entries = self.disk.entries
-        return entries[index - 1].term if 0 < index <= len(entries) else None
+        return self.disk.term_at(index)
+
+
+def snapshot_bytes(applied: list[Entry]) -> bytes:
+    """The simulated state machine's snapshot: every entry it applied."""
+    return pickle.dumps([(e.index, e.term, e.data, int(e.kind)) for e in applied])
+
+
+def restore(data: bytes) -> list[Entry]:
+    return [Entry(*fields) for fields in pickle.loads(data)]
 
 
 @dataclass
@@ -184,7 +255,13 @@ class Simulation:
         self.settle_ticks = settle_ticks
         self.verbose = verbose
         self.ids = [f"n{i}" for i in range(1, size + 1)]
+        # Snapshots in most runs: how often a node takes one (per Ready), and
+        # the core's snapshot settings.
+        self.snapshot_rate = self.rng.choice([0.0, 0.02, 0.1])
         self.config = CoreConfig(
+            snapshot_trailing=self.rng.choice([0, 3, 20]),
+            max_snapshot_chunk=self.rng.choice([64, 400, 1 << 20]),
+            max_snapshot_inflight=self.rng.choice([1, 2, 4]),
             election_ticks=(10, 20),
             heartbeat_ticks=2,
             max_batch_entries=self.rng.choice([1, 4, 64]),
@@ -213,7 +290,16 @@ class Simulation:
         self.outstanding: dict[bytes, float] = {}  # command proposed after the faults -> when last sent
         self.new_commands_left = 20
         self.command_counter = 0
-        self.stats = {"messages": 0, "dropped": 0, "crashes": 0, "elections": 0, "applied": 0}
+        self.stats = {
+            "messages": 0,
+            "dropped": 0,
+            "crashes": 0,
+            "elections": 0,
+            "applied": 0,
+            "snapshots": 0,
+            "installs": 0,
+            "install_conflicts": 0,
+        }
         for node in self.nodes.values():
             self._start(node)
 
@@ -230,13 +316,21 @@ class Simulation:
     def _start(self, node: SimNode) -> None:
         disk = node.disk
         node.incarnation += 1
+        # The state machine restarts from the newest snapshot, the rest is replayed.
+        snapshot = disk.newest_snapshot() or (0, 0)
+        node.applied = restore(disk.snapshots[snapshot]) if snapshot[0] else []
+        node.applied_data = {e.data for e in node.applied}
         # Sometimes only a tail of the log is loaded, the rest read from disk on demand.
-        in_memory_from = self.rng.randint(0, disk.hard_state.commit) if self.rng.random() < 0.5 else 0
+        base = disk.base_index
+        commit = min(max(disk.hard_state.commit, base), disk.last_index)
+        in_memory_from = self.rng.randint(base, commit) if self.rng.random() < 0.5 else base
         log = MemoryLog(
-            disk.entries[in_memory_from:],
+            disk.entries[in_memory_from - base :],
+            base,
+            disk.base_term,
             cold=DiskReader(disk),
             mem_base=in_memory_from,
-            mem_base_term=disk.entries[in_memory_from - 1].term if in_memory_from else 0,
+            mem_base_term=disk.term_at(in_memory_from),
         )
         node.core = RaftCore(
             node.id,
@@ -244,15 +338,16 @@ class Simulation:
             config=self.config,
             hard_state=HardState(disk.hard_state.term, disk.hard_state.vote, disk.hard_state.commit),
             log=log,
-            applied=0,
+            applied=snapshot[0],
             seed=self.rng.randrange(1 << 30),
+            snapshot=snapshot,
         )
-        node.applied = []
-        node.applied_data = set()
         node.leader_log_mark = None
         node.disk_free_at = self.now
         self._schedule(self.now + self.rng.random(), "tick", node.id, node.incarnation)
-        self.log(f"{node.id} starts (term {disk.hard_state.term}, log {len(disk.entries)})")
+        self.log(
+            f"{node.id} starts (term {disk.hard_state.term}, log ({base}, {disk.last_index}], snapshot {snapshot})"
+        )
 
     def _crash(self, node: SimNode) -> None:
         self.log(f"{node.id} CRASHES")
@@ -265,6 +360,8 @@ class Simulation:
         return self.partition.get(a, 0) == self.partition.get(b, 0)
 
     def _send(self, m: Message) -> None:
+        if isinstance(m, InstallSnapshotResponse) and not m.rejected:
+            self._check_snapshot_ack(m)
         self.stats["messages"] += 1
         f = self.faults
         if self.faulty and self.rng.random() < f.drop:
@@ -304,6 +401,18 @@ class Simulation:
                 latency = self.rng.uniform(0.01, self.faults.max_disk_delay)
                 node.disk_free_at = max(node.disk_free_at, self.now + latency)
                 self._schedule(node.disk_free_at, "disk", node.id, node.incarnation, ready.write)
+            for read in ready.snapshot_reads:
+                data = node.disk.snapshots.get((read.index, read.term))
+                if data is None:
+                    core.snapshot_send_failed(read.peer)  # replaced by a newer one
+                    continue
+                chunk = data[read.offset : read.offset + self.config.max_snapshot_chunk]
+                done = read.offset + len(chunk) >= len(data)
+                core.send_snapshot_chunk(read.peer, read.index, read.term, read.offset, chunk, done)
+            if ready.install_snapshot is not None:
+                self._install(node, *ready.install_snapshot)
+                if node.core is not core:
+                    return  # it crashed mid-install
             for entry in ready.committed:
                 self._check_applied(node, entry)
             if ready.committed:
@@ -320,6 +429,8 @@ class Simulation:
             if self.rng.random() < 0.05:
                 # Keep a short tail in memory: older entries must come from disk.
                 core.log.trim(min(core.commit, core.durable_index) - self.rng.randint(0, 8))
+            if self.rng.random() < self.snapshot_rate:
+                self._take_snapshot(node)
         if core is not None and self.faulty and self.rng.random() < self.faults.crash_after_event:
             self._crash(node)
 
@@ -356,15 +467,16 @@ class Simulation:
             if node.core is None or incarnation != node.incarnation:
                 return  # the crash lost it
             disk = node.disk
-            disk.write(write.entries, write.hard_state)
-            last_term = disk.entries[-1].term if disk.entries else 0
-            if (len(disk.entries), last_term) != (write.last_index, write.last_term):
+            problem = disk.write(write)
+            if problem:
+                self._fail(f"{node.id}: write {write.write_id}: {problem}")
+            if (disk.last_index, disk.last_term) != (write.last_index, write.last_term):
                 self._fail(
-                    f"{node.id}: write {write.write_id} left the log at ({len(disk.entries)}, {last_term}), "
+                    f"{node.id}: write {write.write_id} left the log at ({disk.last_index}, {disk.last_term}), "
                     f"the core expected ({write.last_index}, {write.last_term})"
                 )
-            if disk.hard_state.commit > len(disk.entries):
-                self._fail(f"{node.id}: commit {disk.hard_state.commit} on disk beyond its log ({len(disk.entries)})")
+            if disk.hard_state.commit > disk.last_index:
+                self._fail(f"{node.id}: commit {disk.hard_state.commit} on disk beyond its log ({disk.last_index})")
             node.core.persisted(write.write_id)
             self._process_ready(node)
         elif kind == "restart":
@@ -372,6 +484,83 @@ class Simulation:
             node = self.nodes[node_id]
             if node.core is None and incarnation == node.incarnation:
                 self._start(node)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _take_snapshot(self, node: SimNode) -> None:
+        """The state machine writes its state (every entry applied) to a file,
+        renamed into place at once; then the core is told."""
+        core = node.core
+        index = len(node.applied)
+        if index <= core.snapshot_index:
+            return
+        term = node.applied[-1].term
+        if index > core.commit:
+            self._fail(f"{node.id} snapshots at {index}, past its commit index {core.commit}")
+        for entry in node.applied[-1:]:
+            if self.committed.get(entry.index) is not entry and self.committed.get(entry.index) != entry:
+                self._fail(f"{node.id} snapshots entry {entry.index} that was never committed")
+        disk = node.disk
+        disk.snapshots[(index, term)] = snapshot_bytes(node.applied)
+        for old in sorted(disk.snapshots)[:-3]:  # keep a few, for streams still reading them
+            del disk.snapshots[old]
+        self.stats["snapshots"] += 1
+        self.log(f"{node.id} snapshot at ({index}, t{term})")
+        core.snapshot_taken(index, term)
+
+    def _install(self, node: SimNode, index: int, term: int) -> None:
+        """The received snapshot is complete: verify, rename into place,
+        restore the state machine, tell the core. Crashes may strike before
+        or after the rename; a verification may fail."""
+        core = node.core
+        disk = node.disk
+        partial = disk.partial
+        if partial is None or partial[:2] != (index, term):
+            self._fail(f"{node.id} asked to install ({index}, {term}) but holds no such partial file")
+        state = restore(bytes(partial[2]))
+        if not state or len(state) != index or state[-1].term != term:
+            self._fail(f"{node.id}: the received snapshot ({index}, {term}) holds {len(state)} entries")
+        if index <= len(node.applied):
+            self._fail(f"{node.id}: installing ({index}, {term}) would move applied back from {len(node.applied)}")
+        for entry in state:
+            first = self.committed.setdefault(entry.index, entry)
+            if (first.term, first.data, first.kind) != (entry.term, entry.data, entry.kind):
+                self._fail(f"state machine safety: {node.id} installs a snapshot disagreeing at {entry.index}")
+        if self.faulty and self.rng.random() < 0.05:
+            self.log(f"{node.id}: snapshot ({index}, t{term}) fails verification")
+            core.snapshot_failed(index, term)
+            return
+        if self.faulty and self.rng.random() < 0.05:
+            self._crash(node)  # before the rename: the partial file is worthless
+            return
+        disk.snapshots[(index, term)] = bytes(partial[2])
+        disk.partial = None
+        if self.faulty and self.rng.random() < 0.05:
+            self._crash(node)  # after the rename, before the log was rewritten
+            return
+        held = core.log.term(index)
+        if held is not None and held != term:
+            self.stats["install_conflicts"] += 1  # the log contradicts the snapshot: discarded
+        node.applied = state
+        node.applied_data = {e.data for e in state}
+        self.committed_data.update(node.applied_data)
+        self.stats["installs"] += 1
+        self.log(f"{node.id} installs snapshot ({index}, t{term})")
+        core.snapshot_installed(index, term)
+
+    def _check_snapshot_ack(self, m: InstallSnapshotResponse) -> None:
+        """The durability rule for snapshots: what a response acknowledges is on disk."""
+        disk = self.nodes[m.src].disk
+        if m.installed:
+            if disk.last_index < m.snapshot_index and (disk.newest_snapshot() or (0, 0))[0] < m.snapshot_index:
+                self._fail(f"{m.src} reports snapshot {m.snapshot_index} installed before it is on disk")
+            return
+        if (m.snapshot_index, m.snapshot_term) in disk.snapshots or disk.base_index >= m.snapshot_index:
+            return  # (an acknowledgement of a chunk of what is installed by now)
+        partial = disk.partial
+        if partial is None or partial[:2] != (m.snapshot_index, m.snapshot_term) or len(partial[2]) < m.next_offset:
+            held = len(partial[2]) if partial is not None else 0
+            self._fail(f"{m.src} acknowledges snapshot bytes up to {m.next_offset} with {held} on disk")
 
     def _inject_faults(self) -> None:
         f = self.faults
@@ -497,19 +686,20 @@ class Simulation:
             # A new leader: it must hold every entry known committed.
             self.stats["elections"] += 1
             self.log(f"{node.id} leads term {term}")
+            base = core.log.base_index  # (entries up to it are in the leader's snapshot)
             for index, entry in self.committed.items():
-                if core.log.term(index) != entry.term:
+                if index > base and core.log.term(index) != entry.term:
                     self._fail(f"leader completeness: {node.id} leads term {term} without committed entry {index}")
             if self.faulty and self.rng.random() < self.faults.new_leader_lost:
                 self._lose_new_leader(node)
                 return
-        elif mark[2] is not None:
+        elif mark[2] is not None and mark[1] > core.log.base_index:
             index = mark[1]
             current = core.log.entries(index, index + 1)
             if not current or current[0] is not mark[2]:
                 self._fail(f"leader append-only: {node.id} changed its entry {index} in term {term}")
         last = core.log.last_index
-        node.leader_log_mark = (term, last, core.log.entries(last, last + 1)[0] if last else None)
+        node.leader_log_mark = (term, last, core.log.entries(last, last + 1)[0] if last > core.log.base_index else None)
 
     def _check_commit_survives(self, node: SimNode) -> None:
         """Leader completeness, checked ahead of time: when the commit index
@@ -524,17 +714,13 @@ class Simulation:
             return
         self.checked_commit = commit
         term = core.log.term(commit)
-        durable_last = {
-            n.id: (n.disk.entries[-1].index, n.disk.entries[-1].term) if n.disk.entries else (0, 0)
-            for n in self.nodes.values()
-        }
+        durable_last = {n.id: (n.disk.last_index, n.disk.last_term) for n in self.nodes.values()}
         quorum = len(self.ids) // 2 + 1
         for x in self.nodes.values():
             campaign_logs = []
-            disk = x.disk.entries
-            if not (len(disk) >= commit and disk[commit - 1].term == term):
+            if not x.disk.holds(commit, term):
                 campaign_logs.append(durable_last[x.id])
-            if x.core is not None and x.core.log.term(commit) != term:
+            if x.core is not None and commit > x.core.log.base_index and x.core.log.term(commit) != term:
                 campaign_logs.append((x.core.log.last_index, x.core.log.last_term))
             for last_index, last_term in campaign_logs:
                 votes = sum(
@@ -595,6 +781,9 @@ class Simulation:
         if len(lengths) != 1:
             commits = {n.id: n.core.commit for n in self.nodes.values()}
             self._fail(f"liveness: nodes applied different counts {lengths} (commits {commits})")
+        states = {tuple((e.index, e.term, e.data, int(e.kind)) for e in n.applied) for n in self.nodes.values()}
+        if len(states) != 1:
+            self._fail("the replicas' states differ at the end")
 
 
 # ---------------------------------------------------------------------- mutations
@@ -637,10 +826,25 @@ def _mutate_vote_persistence() -> Callable[[], None]:
     return lambda: setattr(RaftCore, "_send", original)
 
 
+def _mutate_snapshot_ack() -> Callable[[], None]:
+    """Acknowledge a snapshot chunk before it is durable."""
+    original = RaftCore._send
+
+    def hasty(self: RaftCore, m: Message) -> None:
+        if isinstance(m, InstallSnapshotResponse) and not m.installed:
+            self._outbox.append(m)
+        else:
+            original(self, m)
+
+    RaftCore._send = hasty
+    return lambda: setattr(RaftCore, "_send", original)
+
+
 MUTATIONS: dict[str, Callable[[], Callable[[], None]]] = {
     "commit-rule": _mutate_commit_rule,
     "vote-check": _mutate_vote_check,
     "vote-persistence": _mutate_vote_persistence,
+    "snapshot-ack": _mutate_snapshot_ack,
 }
 
 

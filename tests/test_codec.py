@@ -46,6 +46,7 @@ from sandzmq.protocol.logdata import (
 from sandzmq.protocol.registry import CODECS
 from sandzmq.raft.messages import (
     MESSAGE_TYPES,
+    SNAPSHOT_MESSAGE_TYPES,
     AppendEntries,
     AppendEntriesResponse,
     Entry,
@@ -100,6 +101,7 @@ msgpack_values = st.recursive(
 
 def test_every_core_message_is_declared() -> None:
     assert set(MESSAGE_TYPES) <= set(CODECS)
+    assert set(SNAPSHOT_MESSAGE_TYPES) <= set(CODECS)
     for mt in REGISTRY.types():
         assert type(mt.tag) is str and mt.tag[:2] in ("p.", "c.", "l.", "a."), mt.tag
 
@@ -114,6 +116,8 @@ def test_tags_are_pinned() -> None:
         "AppendEntriesResponse": "p.append_reply",
         "Heartbeat": "p.beat",
         "HeartbeatResponse": "p.beat_reply",
+        "InstallSnapshot": "p.snap",
+        "InstallSnapshotResponse": "p.snap_reply",
         "PeerHello": "p.hello",
         "ClientSubmit": "c.submit",
         "ClientQuery": "c.query",
@@ -213,6 +217,8 @@ GOOD = {
     "p.append_reply": ["a", "b", 3, True, 12, 0, 0],
     "p.beat": ["a", "b", 3, 9, 0],
     "p.beat_reply": ["a", "b", 3, 0],
+    "p.snap": ["a", "b", 3, 7, 2, 0, b"chunk", False],
+    "p.snap_reply": ["a", "b", 3, 7, 2, 5, False, False],
 }
 
 
@@ -230,6 +236,9 @@ def test_good_bodies_decode() -> None:
         ("p.append", None),
         ("p.append", {"src": "a"}),
         ("p.beat_reply", "abc"),
+        ("p.snap", ["a", "b", 3, 7, 2, -1, b"x", False]),
+        ("p.snap", ["a", "b", 3, 7, 2, 0, "text", False]),
+        ("p.snap_reply", ["a", "b", 3, 7, 2, 5, 1, False]),
         # negative term and indexes
         ("p.vote", ["a", "b", -1, 10, 2, False]),
         ("p.append", ["a", "b", 3, -1, 2, 3, 0, [], 9]),
