@@ -414,13 +414,7 @@ class SnapshotWriter:
         """Remove the temporary file; the store is as it was. Idempotent."""
         self._done = True
         self._buffer.clear()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+        self._fd = _discard(self._fd, self.tmp)
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -551,13 +545,7 @@ class SnapshotReceiver:
 
     def abort(self) -> None:
         """Drop the partial file. Idempotent."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+        self._fd = _discard(self._fd, self.tmp)
 
 
 class SnapshotStore:
@@ -654,3 +642,16 @@ __all__ = [
     "snapshot_name",
     "verify_file",
 ]
+
+
+def _discard(fd: int, path: Path) -> int:
+    """Close `fd` (if open) and remove the temporary file at `path` (if
+    there): what a writer or receiver that gives up leaves behind. Returns
+    -1, the closed fd, for the caller to store."""
+    if fd >= 0:
+        os.close(fd)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return -1
