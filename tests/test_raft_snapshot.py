@@ -128,6 +128,17 @@ class Net:
             self.pump(m.dst)
         raise AssertionError("the cluster never went quiet")
 
+    def deliver_until(self, done: Callable[[], bool], rounds: int = 100) -> None:
+        """Deliver queued messages one at a time until `done()` (checked
+        before each): to look at the queue mid-exchange, before it is acked."""
+        for _ in range(rounds):
+            if done():
+                return
+            m = self.queue.pop(0)
+            self.cores[m.dst].step(m)
+            self.pump(m.dst)
+        raise AssertionError("the condition never held")
+
     def tick(self, node: str | None = None, n: int = 1) -> None:
         for _ in range(n):
             for i, core in self.cores.items():
@@ -252,12 +263,7 @@ def test_the_leader_keeps_a_window_of_chunks_in_flight() -> None:
     a = net.cores["a"]
     net.tick("a", 2)
     # Deliver until a first InstallSnapshot is queued, then look at the queue without acking.
-    for _ in range(100):
-        if of(net.queue, InstallSnapshot):
-            break
-        m = net.queue.pop(0)
-        net.cores[m.dst].step(m)
-        net.pump(m.dst)
+    net.deliver_until(lambda: bool(of(net.queue, InstallSnapshot)))
     pr = a.progress["c"]
     assert pr.state is ProgressState.SNAPSHOT
     assert len(of(net.queue, InstallSnapshot)) == 2 and pr.is_paused()
@@ -473,12 +479,7 @@ def test_a_response_acknowledging_bytes_never_sent_is_refused() -> None:
     net = lagging_c(max_snapshot_chunk=4, max_snapshot_inflight=1)
     a = net.cores["a"]
     net.tick("a", 2)
-    for _ in range(100):
-        if of(net.queue, InstallSnapshot):
-            break
-        m = net.queue.pop(0)
-        net.cores[m.dst].step(m)
-        net.pump(m.dst)
+    net.deliver_until(lambda: bool(of(net.queue, InstallSnapshot)))
     pr = a.progress["c"]
     assert pr.state is ProgressState.SNAPSHOT and pr.snap_sent == 4
     a.step(InstallSnapshotResponse("c", "a", a.term, a.snapshot_index, a.snapshot_term, 9))
