@@ -17,7 +17,7 @@ from concurrent.futures import wait as wait_futures
 import msgpack
 import pytest
 import zmq
-from cluster import Cluster, Writer, close_client, history_problems, wait_for
+from cluster import SPEC_STATUS_KEYS, Cluster, Writer, close_client, history_problems, wait_for
 from sandzmq.raft.messages import Heartbeat, RequestVote
 from sandzmq.transport import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Envelope
 
@@ -316,18 +316,7 @@ def test_status_cli_json_has_the_spec_fields(shared):
     rows = shared.status_cli()
     assert sorted(rows) == NODES
     for n, r in rows.items():
-        for key in (
-            "id",
-            "role",
-            "term",
-            "leader",
-            "commit_index",
-            "applied_index",
-            "last_index",
-            "snapshot_index",
-            "dropped",
-            "pids",
-        ):
+        for key in SPEC_STATUS_KEYS:
             assert key in r, f"{n}: no {key!r} in {r}"
         assert r["role"] in ("leader", "follower"), r
         assert r["leader"] == leader, r
